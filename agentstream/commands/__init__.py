@@ -1,0 +1,1 @@
+"""Sub-commands of the ``agentstream`` CLI, one module each (see agentstream.cli)."""
