@@ -1,0 +1,568 @@
+"""A local Apache Kafka 4.1.1 cluster in KRaft mode: jars from Maven Central, no Docker.
+
+Layout under ``<home>/kafka``::
+
+    libs/                  broker jars (fetched once by mvn, shared by every cluster size)
+    log4j2.properties      broker logging: INFO to stdout, chatty loggers at WARN
+    1-node/cluster-id      one cluster id per cluster size, kept across restarts
+    1-node/node-1/         server.properties, data/, server.log, kafka.pid
+    3-node/node-{1,2,3}/
+
+Each cluster size has its own folders because a storage formatted for a one-voter
+quorum cannot join a three-voter one; keeping them apart means switching sizes
+never silently deletes data. Only one size can run at a time (they share 9092).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.procs import (
+    InfraError,
+    Progress,
+    live_pid,
+    pid_alive,
+    rotate_log,
+    run,
+    tail,
+    wait_gone,
+)
+
+KAFKA_VERSION = "4.1.1"
+HOST = "127.0.0.1"
+POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+# The broker process is recognised by this in its command line (pid reuse guard).
+MAIN_CLASS = "kafka.Kafka"
+SIZES = (1, 3)
+
+# Client ports are 9092, 9094, 9096 so that 9092 is always a bootstrap server; the
+# single node's controller takes 9093, the 3-node cluster's controllers sit apart.
+_CLIENT_PORTS = {1: (9092,), 3: (9092, 9094, 9096)}
+_CONTROLLER_PORTS = {1: (9093,), 3: (19093, 19095, 19097)}
+
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One combined broker+controller process."""
+
+    node_id: int
+    client_port: int
+    controller_port: int
+    dir: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def properties(self) -> Path:
+        return self.dir / "server.properties"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "server.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "kafka.pid"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.client_port}"
+
+    def pid(self) -> int | None:
+        """The broker's pid if it runs (checked against its own server.properties)."""
+        return live_pid(self.pid_file, str(self.properties))
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """A cluster of ``size`` nodes on 127.0.0.1 with its folders under ``root``."""
+
+    root: Path
+    size: int
+    nodes: tuple[KafkaNode, ...]
+
+    @property
+    def dir(self) -> Path:
+        return self.root / f"{self.size}-node"
+
+    @property
+    def libs(self) -> Path:
+        return self.root / "libs"
+
+    @property
+    def log4j_config(self) -> Path:
+        return self.root / "log4j2.properties"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    def running(self) -> dict[int, int]:
+        """node id -> pid of every node that runs now."""
+        pids = {node.node_id: node.pid() for node in self.nodes}
+        return {node_id: pid for node_id, pid in pids.items() if pid is not None}
+
+    def node(self, node_id: int) -> KafkaNode:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(node_id)
+
+
+def cluster(root: Path, size: int) -> KafkaCluster:
+    """The cluster layout for ``size`` nodes (1 or 3) under ``root`` (= <home>/kafka)."""
+    if size not in SIZES:
+        raise InfraError(f"--brokers must be one of {SIZES}, not {size}")
+    cluster_dir = root / f"{size}-node"
+    nodes = tuple(
+        KafkaNode(i + 1, client, controller, cluster_dir / f"node-{i + 1}")
+        for i, (client, controller) in enumerate(
+            zip(_CLIENT_PORTS[size], _CONTROLLER_PORTS[size], strict=True)
+        )
+    )
+    return KafkaCluster(root, size, nodes)
+
+
+# --------------------------------------------------------------------------- jars
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def ensure_jars(root: Path, progress: Progress) -> Path:
+    """Fetch the broker jars with Maven once; later calls return the cached folder.
+
+    The jars are copied into a temporary folder and renamed into place only when mvn
+    succeeds, and a stamp holds the pom's digest, so an interrupted fetch or a changed
+    pom leads to a fresh fetch instead of a broker with a half classpath.
+    """
+    libs = root / "libs"
+    stamp = libs / ".pom-sha256"
+    digest = _pom_digest()
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise InfraError("mvn not found; install Maven (apt-get install maven)")
+    _require_java()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f"libs.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    mvn_log = root / "mvn.log"
+    argv = [
+        mvn,
+        "-q",
+        "-B",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+        "-f",
+        str(POM),
+    ]
+    progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven (first run only, ~1 min cold)")
+    started = time.monotonic()
+    with mvn_log.open("w") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        last_report = started
+        while proc.poll() is None:
+            time.sleep(0.5)
+            now = time.monotonic()
+            if now - last_report >= 10:
+                last_report = now
+                copied = len(list(staging.glob("*.jar"))) if staging.exists() else 0
+                progress(
+                    f"  still fetching ({now - started:.0f} s; "
+                    f"{copied} jars in place; Maven log: {mvn_log})"
+                )
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InfraError(
+            f"mvn failed ({proc.returncode}) fetching the Kafka jars; see {mvn_log}:\n"
+            + tail(mvn_log)
+        )
+    jars = list(staging.glob("*.jar"))
+    if not any(jar.name.startswith("kafka_2.13-") for jar in jars):
+        raise InfraError(f"mvn finished but no kafka_2.13 jar in {staging}; see {mvn_log}")
+    (staging / ".pom-sha256").write_text(digest + "\n")
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    progress(f"  fetched {len(jars)} jars in {time.monotonic() - started:.0f} s -> {libs}")
+    return libs
+
+
+def _require_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise InfraError("java not found; install JDK 17 (apt-get install openjdk-17-jdk-headless)")
+    return java
+
+
+# ------------------------------------------------------------------------ configs
+
+_LOG4J2 = """\
+# Written by `agentstream infra up`. The broker's stdout goes to <node>/server.log.
+status = warn
+name = agentstream-kafka
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+# Per-request, per-partition and config-dump lines drown the interesting ones.
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.cluster.name = kafka.cluster
+logger.cluster.level = WARN
+logger.kafkalog.name = kafka.log
+logger.kafkalog.level = WARN
+logger.storage.name = org.apache.kafka.storage.internals
+logger.storage.level = WARN
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+logger.fetcher.name = kafka.server.ReplicaFetcherThread
+logger.fetcher.level = WARN
+logger.fetchermgr.name = kafka.server.ReplicaFetcherManager
+logger.fetchermgr.level = WARN
+logger.alterdirs.name = kafka.server.ReplicaAlterLogDirsManager
+logger.alterdirs.level = WARN
+logger.metadata.name = kafka.server.metadata
+logger.metadata.level = WARN
+logger.txnstate.name = kafka.coordinator.transaction.TransactionStateManager
+logger.txnstate.level = WARN
+logger.replication.name = org.apache.kafka.controller.ReplicationControlManager
+logger.replication.level = WARN
+logger.coordruntime.name = org.apache.kafka.coordinator.common.runtime
+logger.coordruntime.level = WARN
+# While a node is down (chaos tests) its peers warn about it 20 times a second.
+logger.networkclient.name = org.apache.kafka.clients.NetworkClient
+logger.networkclient.level = ERROR
+"""
+
+
+def _server_properties(cl: KafkaCluster, node: KafkaNode) -> str:
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in cl.nodes)
+    rf = 1 if cl.size == 1 else 3
+    min_isr = 1 if cl.size == 1 else 2
+    return f"""\
+# Written by `agentstream infra up` for a {cl.size}-node local cluster; edits are overwritten.
+process.roles=broker,controller
+node.id={node.node_id}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://{HOST}:{node.client_port},CONTROLLER://{HOST}:{node.controller_port}
+advertised.listeners=PLAINTEXT://{HOST}:{node.client_port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={node.data_dir}
+# Our CLI creates every topic with its partition count; a typo must not make a topic.
+auto.create.topics.enable=false
+num.partitions=1
+default.replication.factor={rf}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={rf}
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={min_isr}
+# Tests start consumer groups all the time; the 3 s default delay only slows them.
+group.initial.rebalance.delay.ms=0
+num.recovery.threads.per.data.dir=1
+"""
+
+
+def write_configs(cl: KafkaCluster) -> None:
+    """(Re)write server.properties and the log4j2 config, so code changes take effect."""
+    cl.root.mkdir(parents=True, exist_ok=True)
+    cl.log4j_config.write_text(_LOG4J2)
+    for node in cl.nodes:
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        node.properties.write_text(_server_properties(cl, node))
+
+
+def _new_cluster_id() -> str:
+    """A 22-character base64url id like Kafka's ``Uuid.randomUuid()`` makes."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka avoids these: they look like CLI flags
+            return text
+
+
+def format_storage(cl: KafkaCluster, progress: Progress) -> None:
+    """Format each node's log dir once, all with the cluster's id (kept in a file)."""
+    id_file = cl.dir / "cluster-id"
+    if not id_file.exists():
+        id_file.write_text(_new_cluster_id() + "\n")
+    cluster_id = id_file.read_text().strip()
+    java = _require_java()
+    for node in cl.nodes:
+        if (node.data_dir / "meta.properties").exists():
+            continue
+        progress(f"formatting Kafka storage for node {node.node_id} (cluster id {cluster_id})")
+        run(
+            [
+                java,
+                "-Xmx256m",
+                f"-Dlog4j2.configurationFile={cl.log4j_config}",
+                "-cp",
+                f"{cl.libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(node.properties),
+                "--ignore-formatted",
+            ],
+            timeout=120,
+        )
+
+
+# ------------------------------------------------------------------ start / stop
+
+# Popen objects of brokers started by this process, kept so that they are not
+# garbage-collected while running (which would emit a ResourceWarning).
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def _jvm_options(cl: KafkaCluster, node: KafkaNode) -> list[str]:
+    heap = ["-Xms512m", "-Xmx1g"] if cl.size == 1 else ["-Xms512m", "-Xmx512m"]
+    return [
+        *heap,
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={cl.log4j_config}",
+        f"-Dkafka.logs.dir={node.dir}",
+    ]
+
+
+def start_node(cl: KafkaCluster, node: KafkaNode) -> int:
+    """Start one broker detached from our session (so Ctrl-C here does not kill it)."""
+    java = _require_java()
+    rotate_log(node.log_file)
+    argv = [java, *_jvm_options(cl, node), "-cp", f"{cl.libs}/*", MAIN_CLASS, str(node.properties)]
+    with node.log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=node.dir,
+            start_new_session=True,
+        )
+    _CHILDREN.append(proc)
+    node.pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def kill_node(node: KafkaNode, sig: int = signal.SIGKILL) -> int | None:
+    """Send ``sig`` to a running node (for chaos tests); returns its pid or None."""
+    pid = node.pid()
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return pid
+
+
+def stop_cluster(cl: KafkaCluster, progress: Progress, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """SIGTERM every running node at once, SIGKILL the ones left after ``timeout``.
+
+    All at once rather than one by one: stopping a 3-node KRaft cluster serially
+    makes the last nodes wait for a controller quorum that is already gone.
+    Returns True when something was running.
+    """
+    pids = cl.running()
+    if not pids:
+        return False
+    progress(f"stopping Kafka {cl.size}-node cluster (pids {', '.join(map(str, pids.values()))})")
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if not wait_gone(list(pids.values()), timeout):
+        left = [pid for pid in pids.values() if pid_alive(pid)]
+        progress(f"  Kafka pids {left} still up after {timeout:.0f} s; sending SIGKILL")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_gone(left, 10.0)
+    for node in cl.nodes:
+        node.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def wipe(cl: KafkaCluster) -> bool:
+    """Delete the cluster's data (not the jars). The caller must have stopped it."""
+    if cl.dir.exists():
+        shutil.rmtree(cl.dir)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------- readiness
+
+
+def api_versions_probe(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a Kafka broker answers an ApiVersions request on host:port.
+
+    A raw socket request rather than a client: it costs a few milliseconds, needs no
+    event loop and says "a Kafka broker answers here", not just "a port is open".
+    Any well-formed reply counts (even UNSUPPORTED_VERSION: that is still Kafka).
+    """
+    client_id = b"agentstream-infra"
+    correlation_id = 0x5A5A
+    # Request header v1: api_key=18 (ApiVersions), api_version=0, correlation id,
+    # client id; the v0 request body is empty.
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = _recv_exact(sock, 8)
+    except OSError:
+        return False
+    if header is None:
+        return False
+    _size, got_correlation = struct.unpack(">ii", header)
+    return bool(got_correlation == correlation_id)
+
+
+def _recv_exact(sock: socket.socket, count: int) -> bytes | None:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def bootstrap_answers(bootstrap_servers: str, timeout: float = 1.0) -> bool:
+    """True when any host:port of a bootstrap list answers as a Kafka broker."""
+    for entry in bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if host and port.isdigit() and api_versions_probe(host.strip("[]"), int(port), timeout):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library logger while we poll a broker that is expected to be down."""
+    logger = logging.getLogger(logger_name)
+    old = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+async def _metadata_brokers(bootstrap: str) -> int:
+    from aiokafka import AIOKafkaClient
+
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="agentstream-infra"
+    )
+    try:
+        await client.bootstrap()
+        return len(client.cluster.brokers())
+    finally:
+        await client.close()
+
+
+async def _init_transactional_producer(bootstrap: str) -> None:
+    """Init a transactional producer: proves idempotence and the transaction coordinator
+    work, and creates ``__transaction_state`` now rather than in the first test."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id="agentstream-infra-readiness",
+        enable_idempotence=True,
+        request_timeout_ms=10000,
+        client_id="agentstream-infra",
+    )
+    try:
+        await producer.start()
+        async with producer.transaction():
+            pass
+    finally:
+        await producer.stop()
+
+
+async def wait_ready(
+    cl_or_bootstrap: KafkaCluster | str,
+    progress: Progress,
+    wait_s: float = READY_TIMEOUT_S,
+    expect_brokers: int = 1,
+) -> None:
+    """Wait until metadata lists every broker and a transactional producer can init.
+
+    Fails fast (with the tail of its log) when a broker process we started exits.
+    """
+    cl = cl_or_bootstrap if isinstance(cl_or_bootstrap, KafkaCluster) else None
+    bootstrap = cl.bootstrap_servers if cl else str(cl_or_bootstrap)
+    expect = cl.size if cl else expect_brokers
+    deadline = time.monotonic() + wait_s
+    last_error = "no answer yet"
+    stage = "metadata"
+    with _quiet("aiokafka"):
+        while True:
+            if cl is not None:
+                for node in cl.nodes:
+                    if node.pid() is None:
+                        raise InfraError(
+                            f"Kafka node {node.node_id} exited while starting; "
+                            f"see {node.log_file}:\n{tail(node.log_file)}"
+                        )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logs = ", ".join(str(n.log_file) for n in cl.nodes) if cl else "the broker's log"
+                raise InfraError(
+                    f"Kafka at {bootstrap} not ready after {wait_s:.0f} s "
+                    f"(waiting for {stage}: {last_error}); see {logs}"
+                )
+            try:
+                if stage == "metadata":
+                    if not await asyncio.to_thread(bootstrap_answers, bootstrap, 1.0):
+                        raise ConnectionError("no broker answers ApiVersions")
+                    count = await asyncio.wait_for(_metadata_brokers(bootstrap), remaining)
+                    if count < expect:
+                        raise ConnectionError(f"metadata lists {count} of {expect} brokers")
+                    stage = "transactional producer"
+                await asyncio.wait_for(_init_transactional_producer(bootstrap), min(remaining, 30))
+                return
+            except Exception as exc:  # retried until the deadline
+                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            await asyncio.sleep(0.5)
