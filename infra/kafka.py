@@ -180,7 +180,7 @@ def ensure_jars(root: Path, progress: Progress) -> Path:
         "-f",
         str(POM),
     ]
-    progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven (first run only, ~1 min cold)")
+    progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven (first run only; up to a minute)")
     started = time.monotonic()
     with mvn_log.open("w") as log:
         proc = subprocess.Popen(

@@ -309,16 +309,17 @@ class InfraStatus:
     database_env: str | None
     database_env_answering: bool
 
+    # When the environment names a server, that is what clients use, so it decides.
     @property
     def kafka_ok(self) -> bool:
-        if self.kafka_env and self.kafka_env_answering:
-            return True
+        if self.kafka_env:
+            return self.kafka_env_answering
         return all(node.answering for node in self.kafka_nodes)
 
     @property
     def postgres_ok(self) -> bool:
-        if self.database_env and self.database_env_answering:
-            return True
+        if self.database_env:
+            return self.database_env_answering
         return self.postgres.answering
 
     @property

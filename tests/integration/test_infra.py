@@ -87,6 +87,13 @@ def test_up_twice_starts_nothing_the_second_time() -> None:
 
 
 @pytest.mark.integration
+async def test_ensure_up_works_inside_a_running_event_loop() -> None:
+    # Async fixtures may call it; its own asyncio work must not clash with this loop.
+    endpoints = local.ensure_up(progress=lambda _m: None)
+    assert endpoints.started == ()
+
+
+@pytest.mark.integration
 def test_probe_says_no_kafka_on_a_port_without_one() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
