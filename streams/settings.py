@@ -1,0 +1,73 @@
+"""Kafka settings for the streams layer, read from the environment.
+
+Every component takes a small typed settings object instead of reading
+``os.environ`` itself, so tests can build one directly and the environment is
+read in exactly one place. All variables share the ``AGENTSTREAM_`` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ENV_PREFIX = "AGENTSTREAM_"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where Kafka is and how the session-keyed topics are laid out."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    """Comma-separated ``host:port`` list (``AGENTSTREAM_KAFKA_BOOTSTRAP``)."""
+    topic_prefix: str = "agentstream"
+    """Prefix of every topic name, ``<prefix>.inbox`` etc. (``AGENTSTREAM_TOPIC_PREFIX``)."""
+    partitions: int = 12
+    """Partition count shared by all session-keyed topics (``AGENTSTREAM_PARTITIONS``)."""
+    replication_factor: int = 1
+    """Replication factor of new topics (``AGENTSTREAM_REPLICATION_FACTOR``)."""
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap.strip():
+            raise ValueError("bootstrap must not be empty")
+        if not self.topic_prefix or any(c not in _TOPIC_CHARS for c in self.topic_prefix):
+            raise ValueError(
+                f"topic prefix {self.topic_prefix!r} must be non-empty and use only "
+                "letters, digits, '.', '_' and '-'"
+            )
+        if self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        if self.replication_factor < 1:
+            raise ValueError(f"replication factor must be >= 1, got {self.replication_factor}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSettings:
+        """Build settings from ``AGENTSTREAM_*`` variables; unset ones keep their default.
+
+        A malformed number raises ``ValueError`` naming the variable, rather than
+        silently falling back to the default.
+        """
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            bootstrap=env.get(f"{ENV_PREFIX}KAFKA_BOOTSTRAP", defaults.bootstrap),
+            topic_prefix=env.get(f"{ENV_PREFIX}TOPIC_PREFIX", defaults.topic_prefix),
+            partitions=_int(env, f"{ENV_PREFIX}PARTITIONS", defaults.partitions),
+            replication_factor=_int(
+                env, f"{ENV_PREFIX}REPLICATION_FACTOR", defaults.replication_factor
+            ),
+        )
+
+
+# Kafka's legal topic characters (Topic.LEGAL_CHARS in the Java client).
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
