@@ -1,0 +1,236 @@
+"""``agentstream topics create | list | describe``: the catalogue's topics on the cluster.
+
+Existing topics whose partition count, replication or configs differ from the
+catalogue are reported as mismatches and make the command exit 1: a topic
+with the wrong partition count would put sessions on other partitions than
+their co-partitioned topics, so it must be fixed by hand, never used.
+
+Also home of the Kafka options every streams command shares
+(:func:`add_kafka_arguments`). Heavy imports (aiokafka, fastavro) happen inside
+the command functions so that building the CLI parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from streams.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from streams.admin import Mismatch, TopicDescription, TopicsReport
+    from streams.catalogue import Catalogue, TopicSpec
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap``, ``--prefix``, ``--partitions``: each overrides its AGENTSTREAM_ variable."""
+    group = parser.add_argument_group("Kafka (defaults from AGENTSTREAM_* variables)")
+    group.add_argument("--bootstrap", help="host:port list (AGENTSTREAM_KAFKA_BOOTSTRAP)")
+    group.add_argument("--prefix", help="topic name prefix (AGENTSTREAM_TOPIC_PREFIX)")
+    group.add_argument(
+        "--partitions", type=int, help="partitions of every topic (AGENTSTREAM_PARTITIONS)"
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
+    """Settings from the environment, with the command-line options on top."""
+    settings = KafkaSettings.from_env()
+    return KafkaSettings(
+        bootstrap=args.bootstrap or settings.bootstrap,
+        topic_prefix=args.prefix or settings.topic_prefix,
+        partitions=args.partitions or settings.partitions,
+        replication_factor=settings.replication_factor,
+    )
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "topics",
+        help="create, list and describe the catalogue's topics",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    create = actions.add_parser("create", help="create missing topics; report mismatches")
+    add_kafka_arguments(create)
+    create.set_defaults(func=run_create)
+
+    list_ = actions.add_parser("list", help="each catalogue topic and whether it is as specified")
+    add_kafka_arguments(list_)
+    list_.add_argument("--json", action="store_true", help="one JSON object per topic")
+    list_.set_defaults(func=run_list)
+
+    describe = actions.add_parser(
+        "describe", help="partitions, replication, configs and end offsets of each topic"
+    )
+    add_kafka_arguments(describe)
+    describe.add_argument("--topic", help="only this topic (short or full name)")
+    describe.add_argument("--json", action="store_true", help="one JSON object per topic")
+    describe.set_defaults(func=run_describe)
+
+
+def _catalogue(settings: KafkaSettings) -> Catalogue:
+    from streams.catalogue import Catalogue
+
+    return Catalogue.from_settings(settings)
+
+
+def _print_problems(report: TopicsReport) -> None:
+    for name in report.missing:
+        print(f"MISSING  {name} (run `agentstream topics create`)", file=sys.stderr)
+    for mismatch in report.mismatches:
+        print(f"MISMATCH {mismatch}", file=sys.stderr)
+
+
+def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn a ``StreamsError`` (no broker, missing topic...) into one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from streams.errors import StreamsError
+
+        try:
+            return func(args)
+        except StreamsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+@guarded
+def run_create(args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics
+
+    settings = settings_from_args(args)
+    catalogue = _catalogue(settings)
+    report: TopicsReport = asyncio.run(ensure_topics(settings, catalogue))
+    for name in report.created:
+        print(f"created  {name}")
+    for name in report.existing:
+        print(f"exists   {name}")
+    _print_problems(report)
+    if not report.ok:
+        print(
+            "error: existing topics differ from the catalogue; fix or delete them by hand "
+            "(they are never used as they are)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+@guarded
+def run_list(args: argparse.Namespace) -> int:
+    from streams.admin import check_topics
+
+    settings = settings_from_args(args)
+    catalogue = _catalogue(settings)
+    report: TopicsReport = asyncio.run(check_topics(settings, catalogue))
+    bad = {m.topic for m in report.mismatches}
+    for spec in catalogue.all():
+        status = "ok"
+        if spec.name in report.missing:
+            status = "missing"
+        elif spec.name in bad:
+            status = "MISMATCH"
+        if args.json:
+            print(json.dumps({"topic": spec.name, "role": spec.role, "status": status}))
+        else:
+            print(f"{spec.name:<40} {status}")
+    if not args.json:
+        _print_problems(report)
+    return 0 if report.ok else 1
+
+
+async def _describe(
+    settings: KafkaSettings, names: list[str]
+) -> tuple[TopicsReport, dict[str, dict[int, int]]]:
+    from streams.admin import check_topics
+    from streams.consumer import end_offsets
+
+    report = await check_topics(settings, _catalogue(settings))
+    offsets = {
+        name: await end_offsets(settings, name) for name in names if name in report.descriptions
+    }
+    return report, offsets
+
+
+@guarded
+def run_describe(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    catalogue = _catalogue(settings)
+    specs = catalogue.all()
+    if args.topic:
+        try:
+            specs = (catalogue.resolve(args.topic),)
+        except KeyError as error:
+            print(f"error: {error.args[0]}", file=sys.stderr)
+            return 2
+    report, offsets = asyncio.run(_describe(settings, [s.name for s in specs]))
+    ok = True
+    for spec in specs:
+        description = report.descriptions.get(spec.name)
+        mismatches = [m for m in report.mismatches if m.topic == spec.name]
+        ok = ok and description is not None and not mismatches
+        ends = offsets.get(spec.name, {})
+        if args.json:
+            print(json.dumps(_describe_json(spec, description, mismatches, ends)))
+            continue
+        _print_description(spec, description, mismatches, ends)
+    return 0 if ok else 1
+
+
+def _print_description(
+    spec: TopicSpec,
+    description: TopicDescription | None,
+    mismatches: list[Mismatch],
+    ends: dict[int, int],
+) -> None:
+    print(spec.name)
+    if description is None:
+        print("  MISSING (run `agentstream topics create`)")
+        return
+    print(f"  partitions   {description.partitions}   (catalogue: {spec.partitions})")
+    print(f"  replication  {description.replication}   (catalogue: {spec.replication})")
+    for key, expected in spec.config.items():
+        print(f"  {key:<14} {description.configs.get(key)}   (catalogue: {expected})")
+    print(f"  key          {spec.key}")
+    print(f"  values       {spec.value}")
+    per_partition = ", ".join(f"{p}={o}" for p, o in sorted(ends.items()))
+    print(f"  end offsets  {sum(ends.values())} total: {per_partition}")
+    for m in mismatches:
+        print(f"  MISMATCH     {m.setting} is {m.actual}, the catalogue says {m.expected}")
+
+
+def _describe_json(
+    spec: TopicSpec,
+    description: TopicDescription | None,
+    mismatches: list[Mismatch],
+    ends: dict[int, int],
+) -> dict[str, Any]:
+    return {
+        "topic": spec.name,
+        "role": spec.role,
+        "exists": description is not None,
+        "partitions": None if description is None else description.partitions,
+        "replication": None if description is None else description.replication,
+        "configs": None if description is None else {
+            key: description.configs.get(key) for key in spec.config
+        },
+        "end_offsets": {str(p): o for p, o in sorted(ends.items())},
+        "mismatches": [
+            {"setting": m.setting, "expected": m.expected, "actual": m.actual} for m in mismatches
+        ],
+        "catalogue": {
+            "partitions": spec.partitions,
+            "replication": spec.replication,
+            "configs": spec.config,
+        },
+    }
