@@ -1,0 +1,253 @@
+"""``evolve``: the only way a session's state changes, live and on replay alike.
+
+``evolve(state, name, event)`` applies one event (already decided, already in
+the log) and returns the new state. It never decides anything and never fails
+on a well-formed log: every choice was made by ``decide`` and is recorded in
+the events, so folding the log always gives the state that was live
+(the "replay never calls a model or a tool" invariant rests on this).
+
+Facts not in any event field but needed on replay (the agent's LLM, tool and
+approval timeouts) are recorded in ``SessionStarted.metadata`` under
+:data:`TIMEOUTS_KEY` when the session starts, so a changed agents file never
+changes the deadlines of a session that already runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from processors.core.state import PendingLLM, PendingTool, SessionState, Status
+from processors.llm_types import ChatMessage, ToolCall
+
+TIMEOUTS_KEY = "agentstream.timeouts_ms"
+"""SessionStarted.metadata key: JSON ``{"llm": ms, "tool": ms, "approval": ms}``."""
+DEFAULT_TIMEOUTS_MS: Mapping[str, int] = {"llm": 120_000, "tool": 60_000, "approval": 86_400_000}
+
+
+class EventOrderError(ValueError):
+    """An event does not follow the state (seq gap or repeat, or no SessionStarted first)."""
+
+
+def _timeouts(metadata: Mapping[str, str] | None) -> dict[str, int]:
+    found = dict(DEFAULT_TIMEOUTS_MS)
+    text = (metadata or {}).get(TIMEOUTS_KEY)
+    if text:
+        loaded = json.loads(text)
+        found.update({k: int(v) for k, v in loaded.items() if k in found})
+    return found
+
+
+def _started(event: Mapping[str, Any]) -> SessionState:
+    timeouts = _timeouts(event.get("metadata"))
+    time_ms = int(event["time_ms"])
+    return SessionState(
+        session_id=event["session_id"],
+        tenant_id=event["tenant_id"],
+        agent=event["agent"],
+        status="running",
+        seq=int(event["seq"]),
+        correlation_id=event.get("correlation_id") or event["event_id"],
+        start_event_id=event.get("causation_id") or event["event_id"],
+        messages=(),
+        deferred=(),
+        llm_steps=0,
+        turn_steps=0,
+        pending_llm=None,
+        pending_tools=(),
+        finished_calls=frozenset(),
+        tokens_used=0,
+        cost_usd=0.0,
+        keep_open=bool(event.get("keep_open", False)),
+        idle_timeout_ms=int(event.get("idle_timeout_ms", 0)),
+        llm_timeout_ms=timeouts["llm"],
+        tool_timeout_ms=timeouts["tool"],
+        approval_timeout_ms=timeouts["approval"],
+        last_activity_ms=time_ms,
+        output=None,
+        end_reason=None,
+        started_ms=time_ms,
+        updated_ms=time_ms,
+    )
+
+
+def _tools_status(tools: tuple[PendingTool, ...]) -> Status:
+    if any(t.status == "awaiting_approval" for t in tools):
+        return "waiting_for_approval"
+    return "running"
+
+
+def _without_tool(s: SessionState, e: Mapping[str, Any], content: str) -> SessionState:
+    call_id = e["call_id"]
+    pending = s.tool(call_id)
+    name = pending.tool if pending else e["tool"]
+    remaining = tuple(t for t in s.pending_tools if t.call_id != call_id)
+    message = ChatMessage("tool", content, tool_call_id=call_id, name=name)
+    messages = (*s.messages, message)
+    deferred = s.deferred
+    if not remaining and deferred:
+        messages, deferred = messages + deferred, ()
+    status = _tools_status(remaining) if not s.terminal else s.status
+    return replace(
+        s,
+        pending_tools=remaining,
+        finished_calls=s.finished_calls | {call_id},
+        messages=messages,
+        deferred=deferred,
+        status=status,
+    )
+
+
+def _replace_tool(s: SessionState, call_id: str, **changes: Any) -> tuple[PendingTool, ...]:
+    return tuple(replace(t, **changes) if t.call_id == call_id else t for t in s.pending_tools)
+
+
+def _user_message(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    message = ChatMessage("user", e["text"])
+    if s.pending_tools:
+        return replace(s, deferred=(*s.deferred, message))
+    return replace(s, messages=(*s.messages, message))
+
+
+def _llm_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    pending = PendingLLM(
+        call_id=e["call_id"],
+        step=int(e["step"]),
+        deadline_ms=int(e["time_ms"]) + s.llm_timeout_ms,
+        message_count=int(e["message_count"]),
+    )
+    steps = s.turn_steps + 1
+    return replace(
+        s, pending_llm=pending, llm_steps=pending.step, turn_steps=steps, status="running"
+    )
+
+
+def _llm_completed(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    calls = tuple(ToolCall.from_record(c) for c in e.get("tool_calls") or ())
+    messages = s.messages
+    if calls:
+        messages = (*messages, ChatMessage("assistant", e.get("content"), tool_calls=calls))
+    return replace(
+        s,
+        pending_llm=None,
+        finished_calls=s.finished_calls | {e["call_id"]},
+        tokens_used=s.tokens_used + int(e.get("input_tokens", 0)) + int(e.get("output_tokens", 0)),
+        cost_usd=s.cost_usd + float(e.get("cost_usd", 0.0)),
+        messages=messages,
+    )
+
+
+def _llm_failed(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    return replace(s, pending_llm=None, finished_calls=s.finished_calls | {e["call_id"]})
+
+
+def _tool_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    pending = PendingTool(
+        call_id=e["call_id"],
+        tool=e["tool"],
+        arguments_json=e["arguments_json"],
+        llm_call_id=e["llm_call_id"],
+        status="running",
+        deadline_ms=int(e["time_ms"]) + s.tool_timeout_ms,
+    )
+    return replace(s, pending_tools=(*s.pending_tools, pending))
+
+
+def _approval_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    deadline = int(e["time_ms"]) + s.approval_timeout_ms
+    tools = _replace_tool(s, e["call_id"], status="awaiting_approval", deadline_ms=deadline)
+    return replace(s, pending_tools=tools, status="waiting_for_approval")
+
+
+def _approval_resolved(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    if not e["approved"]:
+        return s  # ToolCallFailed follows and removes the call.
+    deadline = int(e["time_ms"]) + s.tool_timeout_ms
+    tools = _replace_tool(s, e["call_id"], status="running", deadline_ms=deadline)
+    return replace(s, pending_tools=tools, status=_tools_status(tools))
+
+
+def _assistant_message(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+    status: Status = "waiting_for_user" if s.keep_open else s.status
+    return replace(
+        s,
+        messages=(*s.messages, ChatMessage("assistant", e["text"])),
+        output=e["text"],
+        turn_steps=0,
+        status=status,
+    )
+
+
+def _ended(status: Status) -> Callable[[SessionState, Mapping[str, Any]], SessionState]:
+    def apply(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+        output = e.get("output", s.output) if status == "completed" else s.output
+        return replace(
+            s,
+            status=status,
+            end_reason=e.get("reason") or status,
+            output=output,
+            pending_llm=None,
+            pending_tools=(),
+            deferred=(),
+        )
+
+    return apply
+
+
+_HANDLERS: dict[str, Callable[[SessionState, Mapping[str, Any]], SessionState]] = {
+    "UserMessageAdded": _user_message,
+    "LLMCallRequested": _llm_requested,
+    "LLMCallCompleted": _llm_completed,
+    "LLMCallFailed": _llm_failed,
+    "ToolCallRequested": _tool_requested,
+    "ToolCallCompleted": lambda s, e: _without_tool(s, e, e["output"]),
+    "ToolCallFailed": lambda s, e: _without_tool(s, e, f"error: {e['error']}"),
+    "ApprovalRequested": _approval_requested,
+    "ApprovalResolved": _approval_resolved,
+    "AssistantMessageAdded": _assistant_message,
+    "BudgetExceeded": lambda s, e: s,
+    "SessionCompleted": _ended("completed"),
+    "SessionFailed": _ended("failed"),
+    "SessionCancelled": _ended("cancelled"),
+}
+
+
+def evolve(state: SessionState | None, name: str, event: Mapping[str, Any]) -> SessionState:
+    """The state after applying event ``name`` (its Avro dict) to ``state``.
+
+    Raises :class:`EventOrderError` when the event cannot follow ``state``: with
+    no state the event must be SessionStarted, and every later event must carry
+    exactly ``state.seq + 1`` (a gap or a repeat means a broken log, which must
+    stop the replay rather than build a wrong state).
+    """
+    if state is None:
+        if name != "SessionStarted":
+            raise EventOrderError(f"{name} before SessionStarted")
+        return _started(event)
+    seq = int(event["seq"])
+    if seq != state.seq + 1:
+        raise EventOrderError(
+            f"session {state.session_id}: {name} has seq {seq}, expected {state.seq + 1}"
+        )
+    handler = _HANDLERS.get(name)
+    if handler is None:
+        raise EventOrderError(f"session {state.session_id}: {name} cannot follow SessionStarted")
+    time_ms = int(event["time_ms"])
+    return replace(handler(state, event), seq=seq, updated_ms=time_ms, last_activity_ms=time_ms)
+
+
+def rebuild(
+    events: Iterable[tuple[str, Mapping[str, Any]]], state: SessionState | None = None
+) -> SessionState | None:
+    """Fold :func:`evolve` over ``events``, starting from ``state`` (e.g. a snapshot).
+
+    Events at or below the state's seq are skipped: a replay that starts at a
+    partition checkpoint may read events a newer snapshot already holds.
+    """
+    for name, event in events:
+        if state is not None and int(event["seq"]) <= state.seq:
+            continue
+        state = evolve(state, name, event)
+    return state
