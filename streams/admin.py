@@ -16,6 +16,7 @@ request that names a missing topic asks the broker to auto-create it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -224,8 +225,31 @@ async def ensure_topics(settings: KafkaSettings, catalogue: Catalogue) -> Topics
                     errors.append(f"{topic}: error {code} {message or ''}".rstrip())
             if errors:
                 raise StreamsError("could not create topics: " + "; ".join(errors))
-        after = await _describe(client, names)
+        after = await _await_metadata(client, names, created)
     return _report(catalogue, after, created)
+
+
+async def _await_metadata(
+    client: AIOKafkaAdminClient, names: list[str], created: list[str], timeout_s: float = 15.0
+) -> dict[str, TopicDescription]:
+    """Describe ``names`` once every topic in ``created`` shows in the metadata.
+
+    CreateTopics returns when the controller has the topics; the broker that
+    answers Metadata and DescribeConfigs may learn of them a moment later.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            described = await _describe(client, names)
+        except StreamsError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        else:
+            if all(name in described for name in created):
+                return described
+            if asyncio.get_running_loop().time() > deadline:
+                return described  # reported as missing
+        await asyncio.sleep(0.05)
 
 
 def require_ok(report: TopicsReport) -> None:
