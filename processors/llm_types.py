@@ -190,3 +190,43 @@ def prompt_hash_of_records(
     """:func:`prompt_hash` over messages and tools already in their Avro record form."""
     document = {"model": model, "messages": messages, "tools": tools}
     return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+def llm_result_record(
+    work: Mapping[str, Any],
+    response: LLMResponse | None,
+    *,
+    event_id: str,
+    time_ms: int,
+    error: str | None = None,
+    cost_usd: float = 0.0,
+    latency_s: float = 0.0,
+    attempts: int = 1,
+) -> dict[str, Any]:
+    """The ``LLMCallResult`` command answering ``LLMCallWork`` record ``work``.
+
+    With a ``response`` the result is ok; with ``response=None`` it is a failure
+    carrying ``error``. Envelope: the work item's session, tenant and
+    correlation; causation is the work item's event id.
+    """
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "session_id": work["session_id"],
+        "tenant_id": work["tenant_id"],
+        "time_ms": time_ms,
+        "causation_id": work["event_id"],
+        "correlation_id": work.get("correlation_id"),
+        "call_id": work["call_id"],
+        "ok": response is not None,
+        "model": response.model if response is not None else "",
+        "content": response.content if response is not None else None,
+        "tool_calls": [c.to_record() for c in response.tool_calls] if response else [],
+        "input_tokens": response.input_tokens if response is not None else 0,
+        "output_tokens": response.output_tokens if response is not None else 0,
+        "cached_tokens": response.cached_tokens if response is not None else 0,
+        "cost_usd": cost_usd,
+        "latency_s": latency_s,
+        "error": None if response is not None else (error or "model call failed"),
+        "attempts": attempts,
+    }
+    return record

@@ -42,6 +42,7 @@ __all__ = [
     "check_arguments",
     "forecast",
     "run_tool",
+    "tool_result_record",
     "tool_schema",
     "weather",
 ]
@@ -185,3 +186,31 @@ async def run_tool(
     except Exception as error:
         return ToolOutcome(False, "", f"{type(error).__name__}: {error}")
     return ToolOutcome(True, _as_text(result), None)
+
+
+def tool_result_record(
+    work: dict[str, Any],
+    outcome: ToolOutcome,
+    *,
+    event_id: str,
+    time_ms: int,
+    latency_s: float = 0.0,
+) -> dict[str, Any]:
+    """The ``ToolCallResult`` command answering ``ToolCallWork`` record ``work``.
+
+    Envelope: the work item's session, tenant and correlation; causation is
+    the work item's event id.
+    """
+    return {
+        "event_id": event_id,
+        "session_id": work["session_id"],
+        "tenant_id": work["tenant_id"],
+        "time_ms": time_ms,
+        "causation_id": work["event_id"],
+        "correlation_id": work.get("correlation_id"),
+        "call_id": work["call_id"],
+        "ok": outcome.ok,
+        "output": outcome.output,
+        "error": outcome.error,
+        "latency_s": latency_s,
+    }

@@ -82,19 +82,25 @@ def _llm_result(s: Step) -> Decision:
         s.emit("SessionFailed", reason=f"llm_failed: {error}")
         return s.done()
     calls = s.unique_calls(list(c.get("tool_calls") or ()))
+    input_tokens, output_tokens = int(c.get("input_tokens", 0)), int(c.get("output_tokens", 0))
+    cost = float(c.get("cost_usd", 0.0))
+    limit = s.over_budget(input_tokens + output_tokens, cost)
+    content = c.get("content")
+    # The log holds each message once: a final answer is AssistantMessageAdded's text,
+    # so LLMCallCompleted keeps the content only when no such event will follow.
+    answered = not calls and limit is None
     s.emit(
         "LLMCallCompleted",
         call_id=call_id,
         model=c.get("model") or "",
-        content=c.get("content"),
+        content=None if answered else content,
         tool_calls=[call.to_record() for call in calls],
-        input_tokens=int(c.get("input_tokens", 0)),
-        output_tokens=int(c.get("output_tokens", 0)),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         cached_tokens=int(c.get("cached_tokens", 0)),
-        cost_usd=float(c.get("cost_usd", 0.0)),
+        cost_usd=cost,
         latency_s=float(c.get("latency_s", 0.0)),
     )
-    limit = s.over_budget()
     if limit is not None:
         after = s.current
         s.emit(
@@ -106,7 +112,7 @@ def _llm_result(s: Step) -> Decision:
             s.request_tool(call, call_id)
         s.after_tool()
     else:
-        s.answer(c.get("content") or "", call_id, pending.message_count)
+        s.answer(content or "", call_id, pending.message_count)
     return s.done()
 
 

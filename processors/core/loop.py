@@ -210,12 +210,12 @@ class Step:
         elif not self.current.keep_open:
             self.emit("SessionCompleted", output=text, reason="answered")
 
-    def over_budget(self) -> str | None:
-        """Which budget limit the session has passed ('tokens>20000'), if any."""
+    def over_budget(self, more_tokens: int, more_cost: float) -> str | None:
+        """Which budget limit the session passes with this much more usage ('tokens>20000')."""
         budget, state = self.agent.budget, self.current
-        if budget.tokens is not None and state.tokens_used > budget.tokens:
+        if budget.tokens is not None and state.tokens_used + more_tokens > budget.tokens:
             return f"tokens>{budget.tokens}"
-        if budget.cost_usd is not None and state.cost_usd > budget.cost_usd:
+        if budget.cost_usd is not None and state.cost_usd + more_cost > budget.cost_usd:
             return f"cost_usd>{budget.cost_usd:g}"
         return None
 
