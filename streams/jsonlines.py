@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from schemas import Codec, SchemaError, record_from_json
 from streams.catalogue import TopicSpec
-from streams.producer import OutgoingRecord, type_headers
+from streams.producer import MAX_RECORD_BYTES, OutgoingRecord, type_headers
 
 MAX_LISTED_ERRORS = 20
 """Errors listed one by one; the rest are only counted."""
@@ -70,7 +70,6 @@ _Chunk = tuple[list[tuple[bytes, bytes, str]], list[LineError], int, int]
 def _validate_chunk(
     lines: Sequence[bytes],
     first_line: int,
-    topic: str,
     allowed: Sequence[str],
     codec: Codec,
     max_errors: int,
@@ -96,9 +95,13 @@ def _validate_chunk(
         except SchemaError as error:
             reason = str(error)
         else:
-            if not error_count:
-                out.append((record["session_id"].encode("utf-8"), value, name))
-            continue
+            key = record["session_id"].encode("utf-8")
+            size = len(key) + len(value)
+            if size <= MAX_RECORD_BYTES:
+                if not error_count:
+                    out.append((key, value, name))
+                continue
+            reason = f"record is {size:,} bytes encoded; the limit is {MAX_RECORD_BYTES:,}"
         error_count += 1
         out = []  # nothing will be sent; stop holding records
         if len(errors) < max_errors:
@@ -138,9 +141,7 @@ def validate_lines(
     ``lines`` are raw lines without their newline; blank lines are skipped but
     still counted for numbering. ``ValueError`` if the topic takes no JSON records.
     """
-    chunk = _validate_chunk(
-        lines, 1, topic.name, _allowed(topic), codec or Codec(), max_errors
-    )
+    chunk = _validate_chunk(lines, 1, _allowed(topic), codec or Codec(), max_errors)
     return _finish(topic, [chunk], max_errors)
 
 
@@ -153,9 +154,7 @@ def _worker(bounds: tuple[int, int]) -> _Chunk:
     assert _WORK is not None
     lines, topic, codec, max_errors = _WORK
     start, stop = bounds
-    return _validate_chunk(
-        lines[start:stop], start + 1, topic.name, _allowed(topic), codec, max_errors
-    )
+    return _validate_chunk(lines[start:stop], start + 1, _allowed(topic), codec, max_errors)
 
 
 def usable_cpus() -> int:
@@ -197,9 +196,7 @@ def validate_lines_parallel(
     try:
         with multiprocessing.get_context("fork").Pool(len(bounds)) as pool:
             pending = pool.map_async(_worker, bounds, chunksize=1)
-            own = _validate_chunk(
-                lines[:first], 1, topic.name, _allowed(topic), codec, max_errors
-            )
+            own = _validate_chunk(lines[:first], 1, _allowed(topic), codec, max_errors)
             chunks = [own, *pending.get()]
     finally:
         _WORK = None

@@ -26,9 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from schemas import Codec
+from streams.errors import KafkaUnavailableError
 from streams.partitioner import partition_for_key, partitioner
 from streams.settings import KafkaSettings
 
@@ -42,6 +44,8 @@ MAX_BATCH_BYTES = 256 * 1024
 a request; below the broker's 1 MiB message.max.bytes."""
 MAX_REQUEST_BYTES = 1024 * 1024
 """aiokafka's default max_request_size, enforced for the batch path too."""
+MAX_RECORD_BYTES = MAX_REQUEST_BYTES - 1024
+"""Largest key + value accepted: room is left for the batch and request headers."""
 
 _TYPE_HEADERS: dict[str, list[tuple[str, bytes]]] = {}
 
@@ -116,7 +120,13 @@ class Producer:
     async def start(self) -> None:
         # Created here, not in __init__: AIOKafkaProducer binds the running loop.
         producer = AIOKafkaProducer(**producer_config(self.settings, **self._overrides))
-        await producer.start()
+        try:
+            await producer.start()
+        except KafkaConnectionError as error:
+            await producer.stop()
+            raise KafkaUnavailableError(
+                f"no Kafka broker at {self.settings.bootstrap}: {error}"
+            ) from error
         self._producer = producer
 
     async def stop(self) -> None:
@@ -201,7 +211,6 @@ class Producer:
         pending: list[Awaitable[Any]] = []
         counts: dict[str, int] = self._partition_counts
         queued = 0
-        max_bytes = MAX_REQUEST_BYTES - 1024  # room for the batch and request headers
 
         async def flush(tp: TopicPartition) -> None:
             nonlocal queued
@@ -212,10 +221,10 @@ class Producer:
                 progress(queued)
 
         for topic, key, value, headers in records:
-            if len(value) + len(key) > max_bytes:
+            if len(value) + len(key) > MAX_RECORD_BYTES:
+                await _settle(pending)
                 raise ValueError(
-                    f"record of {len(value)} bytes for {topic} exceeds max_request_size "
-                    f"{MAX_REQUEST_BYTES}"
+                    f"record of {len(value)} bytes for {topic} exceeds {MAX_RECORD_BYTES} bytes"
                 )
             n = counts.get(topic)
             if n is None:
@@ -230,11 +239,16 @@ class Producer:
                 builder.append(timestamp=None, key=key, value=value, headers=headers)
         for tp in list(builders):
             await flush(tp)
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await _settle(pending)
         return queued
+
+
+async def _settle(pending: list[Awaitable[Any]]) -> None:
+    """Wait for every batch; then raise the first failure, if any."""
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def transactional_producer(

@@ -127,3 +127,10 @@ def test_keys_pick_the_session_partition() -> None:
     result = validate_lines([start(i) for i in range(20)], CAT.inbox, codec=CODEC)
     for i, record in enumerate(result.records):
         assert session_partition(f"s{i}", 4) == session_partition(record.key.decode(), 4)
+
+
+def test_a_record_too_large_to_send_is_a_line_error() -> None:
+    huge = start(1, input="x" * 1_100_000)
+    result = validate_lines([start(0), huge], CAT.inbox, codec=CODEC)
+    assert [e.line for e in result.errors] == [2]
+    assert "bytes encoded; the limit is 1,047,552" in result.errors[0].reason
