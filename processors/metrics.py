@@ -1,0 +1,77 @@
+"""Prometheus metrics of the engine and executors.
+
+Base units (seconds, bytes), ``agentstream_`` prefix, ``_total`` counters, and
+OpenTelemetry GenAI naming for tokens (``token_type`` = input | output | cached).
+All live in the default registry that ``/metrics`` of the worker serves.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+COMMANDS = Counter(
+    "agentstream_engine_commands_total",
+    "Inbox records the engine handled, by record type and outcome.",
+    ["type", "outcome"],  # outcome: applied | duplicate | rejected | undecodable | error
+)
+EVENTS = Counter(
+    "agentstream_engine_events_total", "Events the engine appended to the log.", ["type"]
+)
+BATCH_SECONDS = Histogram(
+    "agentstream_engine_batch_seconds",
+    "Time to decide and commit one batch of one partition (one Kafka transaction).",
+    buckets=_LATENCY_BUCKETS,
+)
+BATCH_RECORDS = Histogram(
+    "agentstream_engine_batch_records",
+    "Inbox records per engine transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+SESSIONS_IN_MEMORY = Gauge(
+    "agentstream_engine_sessions_in_memory", "Live sessions held in memory.", ["partition"]
+)
+DIRTY_SESSIONS = Gauge(
+    "agentstream_engine_dirty_sessions",
+    "Live sessions whose state is newer than their durable snapshot.",
+    ["partition"],
+)
+SNAPSHOT_SECONDS = Histogram(
+    "agentstream_engine_snapshot_flush_seconds",
+    "Time to write one batch of snapshots and its checkpoint to Postgres.",
+    buckets=_LATENCY_BUCKETS,
+)
+SNAPSHOTS = Counter("agentstream_engine_snapshots_total", "Session snapshots written.")
+RECOVERY_SECONDS = Histogram(
+    "agentstream_engine_recovery_seconds",
+    "Time to rebuild one partition on assignment (checkpoint + replay).",
+    buckets=_LATENCY_BUCKETS,
+)
+REPLAYED_EVENTS = Counter(
+    "agentstream_engine_replayed_events_total", "Events folded during partition recovery."
+)
+TIMERS_FIRED = Counter(
+    "agentstream_engine_timers_fired_total", "Durable timers that came due.", ["kind"]
+)
+DLQ_RECORDS = Counter(
+    "agentstream_dlq_records_total", "Records sent to the dead-letter topic.", ["source", "reason"]
+)
+OWNED_PARTITIONS = Gauge("agentstream_engine_partitions", "Inbox partitions this engine owns.")
+WORK_IN_FLIGHT = Gauge(
+    "agentstream_executor_in_flight", "Work items started and not finished.", ["executor"]
+)
+WORK_SECONDS = Histogram(
+    "agentstream_executor_call_seconds",
+    "Wall time of one LLM or tool call, retries included.",
+    ["executor", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+WORK_ITEMS = Counter(
+    "agentstream_executor_items_total", "Work items handled.", ["executor", "outcome"]
+)
+TOKENS = Counter(
+    "agentstream_gen_ai_tokens_total",
+    "Tokens used by model calls (OpenTelemetry gen_ai.usage.*).",
+    ["model", "token_type"],
+)

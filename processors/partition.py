@@ -1,0 +1,286 @@
+"""The session engine for one inbox partition: decide, append, commit, in one transaction.
+
+For each batch of inbox records of partition p:
+
+1. decode each record (undecodable → DLQ) and load the sessions it names
+   (memory → Postgres snapshot);
+2. ``decide(state, command)`` → events and work items (a rejection → DLQ);
+3. in ONE Kafka transaction, on the producer whose transactional id belongs
+   to inbox partition p: append the events to ``events`` p, the work items to
+   ``llm-calls`` / ``tool-calls`` p, DLQ copies to the DLQ, and the consumed
+   inbox offsets;
+4. only once the transaction is committed do the new states replace the live
+   ones (so an aborted transaction leaves memory as it was).
+
+Any failure of the transaction resets the partition: the caller rebuilds it
+from the log, exactly as a new owner would, so a half-known commit outcome can
+never apply a record twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from processors import metrics
+from processors.agents import AgentCatalog
+from processors.core import SessionState, decide, encode_state, timers_of
+from processors.recovery import load_snapshots
+from processors.session_cache import SessionCache
+from processors.snapshots import Snapshot, SnapshotStore
+from processors.txn_writer import Placement, TxnWriter
+from schemas import COMMAND_NAMES, Codec, SchemaError
+from streams.catalogue import Catalogue
+from streams.dlq import dead_letter
+from streams.producer import type_headers
+
+log = logging.getLogger(__name__)
+
+SOURCE = "engine"
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """Counts of one processed batch."""
+
+    records: int = 0
+    events: int = 0
+    work_items: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+
+
+class PartitionEngine:
+    """Owns inbox partition ``partition``: its sessions, timers and transactions."""
+
+    def __init__(
+        self,
+        *,
+        partition: int,
+        producer: AIOKafkaProducer,
+        catalogue: Catalogue,
+        codec: Codec,
+        agents: AgentCatalog,
+        store: SnapshotStore,
+        group_id: str,
+        max_sessions: int,
+    ) -> None:
+        self.partition = partition
+        self.producer = producer
+        self.cache = SessionCache(max_sessions)
+        self._catalogue = catalogue
+        self._codec = codec
+        self._agents = agents
+        self._store = store
+        self._group_id = group_id
+        self._inbox_tp = TopicPartition(catalogue.inbox.name, partition)
+        self.committed_events_offset = -1
+        """Highest events offset committed by this owner (for checkpoints)."""
+        self._timers: list[tuple[int, str]] = []
+        self._armed: dict[str, int] = {}
+        """Earliest deadline already in the heap per session: no duplicate entries."""
+
+    # ---------------------------------------------------------------- timers
+
+    def arm(self, state: SessionState) -> None:
+        """Remember the session's earliest timer (stale entries are re-checked later)."""
+        timers = timers_of(state)
+        if timers:
+            self.arm_at(state.session_id, min(t.deadline_ms for t in timers))
+
+    def arm_at(self, session_id: str, deadline_ms: int) -> None:
+        """Look at ``session_id``'s timers again at ``deadline_ms``."""
+        armed = self._armed.get(session_id)
+        if armed is None or deadline_ms < armed:
+            self._armed[session_id] = deadline_ms
+            heapq.heappush(self._timers, (deadline_ms, session_id))
+
+    def arm_stored(self, due: list[tuple[str, int]]) -> None:
+        """Timers of sessions known only from their snapshots (after recovery)."""
+        for session_id, deadline in due:
+            self.arm_at(session_id, deadline)
+
+    def due_sessions(self, now_ms: int) -> list[str]:
+        """Pop the sessions with a timer due by ``now_ms`` (each once).
+
+        The caller re-arms any timer of theirs that is still pending.
+        """
+        due: dict[str, None] = {}
+        while self._timers and self._timers[0][0] <= now_ms:
+            deadline, session_id = heapq.heappop(self._timers)
+            if self._armed.get(session_id) == deadline:
+                del self._armed[session_id]
+                due[session_id] = None
+        return list(due)
+
+    async def state_of(self, session_id: str) -> SessionState | None:
+        await load_snapshots(self._store, self.cache, [session_id])
+        return self.cache.get(session_id)
+
+    # ------------------------------------------------------------- the batch
+
+    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> BatchOutcome:
+        """Decide and commit one batch in one transaction (see the module docstring)."""
+        started = time.perf_counter()
+        outcome = BatchOutcome(records=len(records))
+        decoded: list[tuple[ConsumerRecord[Any, Any], str, dict[str, Any]] | None] = []
+        errors: dict[int, tuple[str, str]] = {}
+        for record in records:
+            try:
+                name, command = self._codec.decode(record.value)
+                if name not in COMMAND_NAMES:
+                    raise SchemaError(f"{name} is not a command")
+                key = record.key.decode() if record.key is not None else None
+                if key != command["session_id"]:
+                    raise SchemaError(
+                        f"key {key!r} does not match session_id {command['session_id']!r}"
+                    )
+                decoded.append((record, name, command))
+            except (SchemaError, UnicodeDecodeError) as error:
+                decoded.append(None)
+                errors[record.offset] = ("undecodable", str(error))
+        await load_snapshots(
+            self._store, self.cache, [item[2]["session_id"] for item in decoded if item]
+        )
+
+        new_states: dict[str, tuple[SessionState, Placement | None]] = {}
+        writer = TxnWriter(self.producer, self.partition)
+        catalogue = self._catalogue
+        async with self.producer.transaction():
+            for record, item in zip(records, decoded, strict=True):
+                if item is None:
+                    reason, problem = errors[record.offset]
+                    await self._dead_letter(writer, record, reason, problem, "?")
+                    outcome.dead_letters += 1
+                    continue
+                _, name, command = item
+                session_id = command["session_id"]
+                pending = new_states.get(session_id)
+                state = pending[0] if pending else self.cache.get(session_id)
+                try:
+                    decision = decide(state, name, command, self._agents)
+                except Exception as error:  # a bug must not stall the partition
+                    log.exception("decide failed on %s@%s", name, record.offset)
+                    await self._dead_letter(writer, record, "error", repr(error), name)
+                    outcome.dead_letters += 1
+                    metrics.COMMANDS.labels(name, "error").inc()
+                    continue
+                if decision.rejection is not None:
+                    await self._dead_letter(writer, record, "rejected", decision.rejection, name)
+                    outcome.dead_letters += 1
+                    metrics.COMMANDS.labels(name, "rejected").inc()
+                    continue
+                if decision.duplicate or not decision.events:
+                    outcome.duplicates += 1
+                    metrics.COMMANDS.labels(name, "duplicate").inc()
+                    continue
+                key = record.key
+                last: Placement | None = None
+                for event_name, event in decision.events:
+                    last = await writer.append(
+                        catalogue.events.name,
+                        key,
+                        self._codec.encode(event_name, event),
+                        type_headers(event_name),
+                    )
+                    metrics.EVENTS.labels(event_name).inc()
+                for work in decision.work:
+                    topic = catalogue.llm_calls if work.kind == "llm" else catalogue.tool_calls
+                    work_name, work_record = work.record
+                    await writer.append(
+                        topic.name,
+                        key,
+                        self._codec.encode(work_name, work_record),
+                        type_headers(work_name),
+                    )
+                outcome.events += len(decision.events)
+                outcome.work_items += len(decision.work)
+                if decision.state is not None:
+                    new_states[session_id] = (decision.state, last)
+                metrics.COMMANDS.labels(name, "applied").inc()
+            await writer.flush()
+            await self.producer.send_offsets_to_transaction(
+                {self._inbox_tp: records[-1].offset + 1}, self._group_id
+            )
+        # Committed: only now does the live state move on.
+        for state, placement in new_states.values():
+            offset = placement.offset if placement is not None else -1
+            self.cache.put_dirty(state, offset)
+            if offset > self.committed_events_offset:
+                self.committed_events_offset = offset
+            self.arm(state)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_RECORDS.observe(len(records))
+        return outcome
+
+    async def _dead_letter(
+        self,
+        writer: TxnWriter,
+        record: ConsumerRecord[Any, Any],
+        reason: str,
+        error: str,
+        name: str,
+    ) -> None:
+        letter = dead_letter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            reason=reason,
+            error=error,
+            source=SOURCE,
+        )
+        # The DLQ is created with the same partition count, so partition p keeps
+        # this shard's dead letters together (and in the same transaction).
+        await writer.append(self._catalogue.dlq.name, letter.key, letter.value, letter.headers)
+        metrics.DLQ_RECORDS.labels(SOURCE, reason).inc()
+        log.warning(
+            "inbox %s@%s (%s) to the DLQ: %s: %s",
+            record.partition,
+            record.offset,
+            name,
+            reason,
+            error,
+        )
+
+    # -------------------------------------------------------------- snapshots
+
+    async def flush_snapshots(self) -> int:
+        """Write every dirty session and the checkpoint that covers them; how many."""
+        entries = self.cache.dirty_entries()
+        checkpoint = self.committed_events_offset
+        if not entries:
+            return 0
+        started = time.perf_counter()
+        seqs = [entry.state.seq for entry in entries]
+        rows = []
+        for entry in entries:
+            state = entry.state
+            timers = timers_of(state)
+            rows.append(
+                Snapshot(
+                    session_id=state.session_id,
+                    tenant_id=state.tenant_id,
+                    partition=self.partition,
+                    seq=state.seq,
+                    events_offset=entry.events_offset,
+                    next_deadline_ms=min((t.deadline_ms for t in timers), default=None),
+                    state=encode_state(state),
+                )
+            )
+        await self._store.save(self.partition, rows, checkpoint)
+        self.cache.mark_clean(entries, seqs)
+        self.cache.evict()
+        metrics.SNAPSHOTS.inc(len(rows))
+        metrics.SNAPSHOT_SECONDS.observe(time.perf_counter() - started)
+        label = str(self.partition)
+        metrics.SESSIONS_IN_MEMORY.labels(label).set(len(self.cache))
+        metrics.DIRTY_SESSIONS.labels(label).set(self.cache.dirty_count)
+        return len(rows)

@@ -1,0 +1,65 @@
+"""Settings of the session engine and executors, from ``AGENTSTREAM_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "postgresql://agentstream:agentstream@127.0.0.1:55432/agentstream"
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the session engine batches, snapshots and bounds memory."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    """Postgres for snapshots and checkpoints (``AGENTSTREAM_DATABASE_URL``)."""
+    max_batch_records: int = 2000
+    """Most inbox records per partition per Kafka transaction."""
+    snapshot_interval_s: float = 1.0
+    """How often dirty sessions are snapshotted (``AGENTSTREAM_SNAPSHOT_INTERVAL_S``)."""
+    max_sessions_per_partition: int = 50_000
+    """LRU bound of live sessions per owned partition (``AGENTSTREAM_MAX_SESSIONS``)."""
+    timer_interval_s: float = 0.05
+    """How often due durable timers are looked for."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:
+        env = os.environ if environ is None else environ
+        base = cls()
+        return cls(
+            database_url=env.get("AGENTSTREAM_DATABASE_URL", base.database_url),
+            snapshot_interval_s=_number(
+                env, "AGENTSTREAM_SNAPSHOT_INTERVAL_S", base.snapshot_interval_s
+            ),
+            max_sessions_per_partition=int(
+                _number(env, "AGENTSTREAM_MAX_SESSIONS", base.max_sessions_per_partition)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How many calls an executor keeps in flight and how often it commits."""
+
+    max_in_flight: int = 10_000
+    """Calls started and not finished, per executor process (``AGENTSTREAM_MAX_IN_FLIGHT``)."""
+    commit_interval_s: float = 0.2
+    """How often the lowest finished offsets are committed."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ExecutorSettings:
+        env = os.environ if environ is None else environ
+        base = cls()
+        return cls(max_in_flight=int(_number(env, "AGENTSTREAM_MAX_IN_FLIGHT", base.max_in_flight)))
