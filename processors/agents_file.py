@@ -142,7 +142,14 @@ def _endpoint(c: _Checker, value: Any, key: str) -> EndpointConfig:
     def optional_int(name: str) -> int | None:
         return None if raw.get(name) is None else c.integer(raw[name], _join(key, name), 1)
 
-    options = raw.get("options") or {}
+    options = dict(c.mapping(raw.get("options") or {}, _join(key, "options")))
+    if provider == "sim":
+        from processors.sim import SimulatedModel
+
+        try:
+            SimulatedModel.from_options(options)
+        except (ValueError, TypeError) as error:
+            c.fail(_join(key, "options"), f"bad simulated model options: {error}")
     return EndpointConfig(
         provider=provider,
         model=model,
@@ -151,7 +158,7 @@ def _endpoint(c: _Checker, value: Any, key: str) -> EndpointConfig:
         weight=c.number(raw.get("weight", 1), _join(key, "weight"), positive=True),
         rpm=optional_int("rpm"),
         tpm=optional_int("tpm"),
-        options=dict(c.mapping(options, _join(key, "options"))),
+        options=options,
     )
 
 

@@ -79,6 +79,8 @@ class LatencyModel:
         return LatencyModel("lognormal", median_s=median_s, p99_s=p99_s, max_s=max_s)
 
     def __post_init__(self) -> None:
+        if self.kind not in ("zero", "fixed", "uniform", "lognormal"):
+            raise ValueError(f"unknown latency kind {self.kind!r} (zero|fixed|uniform|lognormal)")
         if self.kind == "uniform" and not 0 <= self.low_s <= self.high_s:
             raise ValueError("uniform latency needs 0 <= low_s <= high_s")
         if self.kind == "lognormal" and not 0 < self.median_s <= self.p99_s:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
+from operator import attrgetter
 from typing import Any
 
 from processors.core.state import PendingLLM, PendingTool, SessionState, Status
@@ -79,7 +80,21 @@ def _tools_status(tools: tuple[PendingTool, ...]) -> Status:
     return "running"
 
 
-def _without_tool(s: SessionState, e: Mapping[str, Any], content: str) -> SessionState:
+Changes = dict[str, Any]
+"""Field name -> new value; every handler returns one and evolve applies it at once."""
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SessionState))
+_VALUES = attrgetter(*_FIELDS)
+
+
+def _updated(state: SessionState, changes: Changes) -> SessionState:
+    """``dataclasses.replace``, minus its per-call field checks (this runs once per event)."""
+    values = dict(zip(_FIELDS, _VALUES(state), strict=True))
+    values.update(changes)
+    return SessionState(**values)
+
+
+def _without_tool(s: SessionState, e: Mapping[str, Any], content: str) -> Changes:
     call_id = e["call_id"]
     pending = s.tool(call_id)
     name = pending.tool if pending else e["tool"]
@@ -89,61 +104,62 @@ def _without_tool(s: SessionState, e: Mapping[str, Any], content: str) -> Sessio
     deferred = s.deferred
     if not remaining and deferred:
         messages, deferred = messages + deferred, ()
-    status = _tools_status(remaining) if not s.terminal else s.status
-    return replace(
-        s,
-        pending_tools=remaining,
-        finished_calls=s.finished_calls | {call_id},
-        messages=messages,
-        deferred=deferred,
-        status=status,
-    )
+    return {
+        "pending_tools": remaining,
+        "finished_calls": s.finished_calls | {call_id},
+        "messages": messages,
+        "deferred": deferred,
+        "status": _tools_status(remaining) if not s.terminal else s.status,
+    }
 
 
 def _replace_tool(s: SessionState, call_id: str, **changes: Any) -> tuple[PendingTool, ...]:
     return tuple(replace(t, **changes) if t.call_id == call_id else t for t in s.pending_tools)
 
 
-def _user_message(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+def _user_message(s: SessionState, e: Mapping[str, Any]) -> Changes:
     message = ChatMessage("user", e["text"])
     if s.pending_tools:
-        return replace(s, deferred=(*s.deferred, message))
-    return replace(s, messages=(*s.messages, message))
+        return {"deferred": (*s.deferred, message)}
+    return {"messages": (*s.messages, message)}
 
 
-def _llm_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+def _llm_requested(s: SessionState, e: Mapping[str, Any]) -> Changes:
     pending = PendingLLM(
         call_id=e["call_id"],
         step=int(e["step"]),
         deadline_ms=int(e["time_ms"]) + s.llm_timeout_ms,
         message_count=int(e["message_count"]),
     )
-    steps = s.turn_steps + 1
-    return replace(
-        s, pending_llm=pending, llm_steps=pending.step, turn_steps=steps, status="running"
-    )
+    return {
+        "pending_llm": pending,
+        "llm_steps": pending.step,
+        "turn_steps": s.turn_steps + 1,
+        "status": "running",
+    }
 
 
-def _llm_completed(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+def _llm_completed(s: SessionState, e: Mapping[str, Any]) -> Changes:
     calls = tuple(ToolCall.from_record(c) for c in e.get("tool_calls") or ())
-    messages = s.messages
+    changes: Changes = {
+        "pending_llm": None,
+        "finished_calls": s.finished_calls | {e["call_id"]},
+        "tokens_used": s.tokens_used
+        + int(e.get("input_tokens", 0))
+        + int(e.get("output_tokens", 0)),
+        "cost_usd": s.cost_usd + float(e.get("cost_usd", 0.0)),
+    }
     if calls:
-        messages = (*messages, ChatMessage("assistant", e.get("content"), tool_calls=calls))
-    return replace(
-        s,
-        pending_llm=None,
-        finished_calls=s.finished_calls | {e["call_id"]},
-        tokens_used=s.tokens_used + int(e.get("input_tokens", 0)) + int(e.get("output_tokens", 0)),
-        cost_usd=s.cost_usd + float(e.get("cost_usd", 0.0)),
-        messages=messages,
-    )
+        message = ChatMessage("assistant", e.get("content"), tool_calls=calls)
+        changes["messages"] = (*s.messages, message)
+    return changes
 
 
-def _llm_failed(s: SessionState, e: Mapping[str, Any]) -> SessionState:
-    return replace(s, pending_llm=None, finished_calls=s.finished_calls | {e["call_id"]})
+def _llm_failed(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return {"pending_llm": None, "finished_calls": s.finished_calls | {e["call_id"]}}
 
 
-def _tool_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+def _tool_requested(s: SessionState, e: Mapping[str, Any]) -> Changes:
     pending = PendingTool(
         call_id=e["call_id"],
         tool=e["tool"],
@@ -152,51 +168,47 @@ def _tool_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
         status="running",
         deadline_ms=int(e["time_ms"]) + s.tool_timeout_ms,
     )
-    return replace(s, pending_tools=(*s.pending_tools, pending))
+    return {"pending_tools": (*s.pending_tools, pending)}
 
 
-def _approval_requested(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+def _approval_requested(s: SessionState, e: Mapping[str, Any]) -> Changes:
     deadline = int(e["time_ms"]) + s.approval_timeout_ms
     tools = _replace_tool(s, e["call_id"], status="awaiting_approval", deadline_ms=deadline)
-    return replace(s, pending_tools=tools, status="waiting_for_approval")
+    return {"pending_tools": tools, "status": "waiting_for_approval"}
 
 
-def _approval_resolved(s: SessionState, e: Mapping[str, Any]) -> SessionState:
+def _approval_resolved(s: SessionState, e: Mapping[str, Any]) -> Changes:
     if not e["approved"]:
-        return s  # ToolCallFailed follows and removes the call.
+        return {}  # ToolCallFailed follows and removes the call.
     deadline = int(e["time_ms"]) + s.tool_timeout_ms
     tools = _replace_tool(s, e["call_id"], status="running", deadline_ms=deadline)
-    return replace(s, pending_tools=tools, status=_tools_status(tools))
+    return {"pending_tools": tools, "status": _tools_status(tools)}
 
 
-def _assistant_message(s: SessionState, e: Mapping[str, Any]) -> SessionState:
-    status: Status = "waiting_for_user" if s.keep_open else s.status
-    return replace(
-        s,
-        messages=(*s.messages, ChatMessage("assistant", e["text"])),
-        output=e["text"],
-        turn_steps=0,
-        status=status,
-    )
+def _assistant_message(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return {
+        "messages": (*s.messages, ChatMessage("assistant", e["text"])),
+        "output": e["text"],
+        "turn_steps": 0,
+        "status": "waiting_for_user" if s.keep_open else s.status,
+    }
 
 
-def _ended(status: Status) -> Callable[[SessionState, Mapping[str, Any]], SessionState]:
-    def apply(s: SessionState, e: Mapping[str, Any]) -> SessionState:
-        output = e.get("output", s.output) if status == "completed" else s.output
-        return replace(
-            s,
-            status=status,
-            end_reason=e.get("reason") or status,
-            output=output,
-            pending_llm=None,
-            pending_tools=(),
-            deferred=(),
-        )
+def _ended(status: Status) -> Callable[[SessionState, Mapping[str, Any]], Changes]:
+    def apply(s: SessionState, e: Mapping[str, Any]) -> Changes:
+        return {
+            "status": status,
+            "end_reason": e.get("reason") or status,
+            "output": e.get("output", s.output) if status == "completed" else s.output,
+            "pending_llm": None,
+            "pending_tools": (),
+            "deferred": (),
+        }
 
     return apply
 
 
-_HANDLERS: dict[str, Callable[[SessionState, Mapping[str, Any]], SessionState]] = {
+_HANDLERS: dict[str, Callable[[SessionState, Mapping[str, Any]], Changes]] = {
     "UserMessageAdded": _user_message,
     "LLMCallRequested": _llm_requested,
     "LLMCallCompleted": _llm_completed,
@@ -207,7 +219,7 @@ _HANDLERS: dict[str, Callable[[SessionState, Mapping[str, Any]], SessionState]] 
     "ApprovalRequested": _approval_requested,
     "ApprovalResolved": _approval_resolved,
     "AssistantMessageAdded": _assistant_message,
-    "BudgetExceeded": lambda s, e: s,
+    "BudgetExceeded": lambda s, e: {},
     "SessionCompleted": _ended("completed"),
     "SessionFailed": _ended("failed"),
     "SessionCancelled": _ended("cancelled"),
@@ -234,8 +246,11 @@ def evolve(state: SessionState | None, name: str, event: Mapping[str, Any]) -> S
     handler = _HANDLERS.get(name)
     if handler is None:
         raise EventOrderError(f"session {state.session_id}: {name} cannot follow SessionStarted")
+    changes = handler(state, event)
     time_ms = int(event["time_ms"])
-    return replace(handler(state, event), seq=seq, updated_ms=time_ms, last_activity_ms=time_ms)
+    changes["seq"] = seq
+    changes["updated_ms"] = changes["last_activity_ms"] = time_ms
+    return _updated(state, changes)
 
 
 def rebuild(
