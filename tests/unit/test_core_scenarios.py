@@ -18,7 +18,9 @@ from processors.core import (
     timers_of,
 )
 from processors.llm_types import LLMRequest, prompt_hash
+from processors.sim import SimulatedModel
 from processors.sim_loop import InlineRuntime
+from processors.tools import builtin_registry
 from tests.unit.test_core_kit import CATALOG, CODEC, Script, Session, check_log
 
 
@@ -459,3 +461,26 @@ async def test_inline_runtime_approval_and_keep_open() -> None:
     await runtime.cancel("g")
     assert runtime.events("g")[-1] == "SessionCancelled"
     check_log(runtime.logs["g"], runtime.states["g"])
+
+
+async def test_rebuilding_many_sessions_needs_no_model_and_no_tool() -> None:
+    live = InlineRuntime(builtin_catalog())
+    questions = ["what is 6*7?", "weather in Oslo and 2**8", "hello there", "what is 1/0?"]
+    for i in range(300):
+        await live.start(f"s{i}", "demo", questions[i % len(questions)])
+    # Replay has no model and no tool at all: results are events.
+    for session_id, log in live.logs.items():
+        assert rebuild(log) == live.states[session_id]
+        check_log(log, live.states[session_id])
+    assert {s.status for s in live.states.values()} == {"completed"}
+
+
+async def test_a_model_that_always_fails_fails_the_session_once() -> None:
+    runtime = InlineRuntime(builtin_catalog(), model=SimulatedModel(fail_all=True))
+    await runtime.start("f", "demo", "what is 6*7?")
+    assert runtime.events("f")[-2:] == ["LLMCallFailed", "SessionFailed"]
+    assert (runtime.states["f"].end_reason or "").startswith("llm_failed: ")
+    failing_tools = InlineRuntime(builtin_catalog(), tools=builtin_registry(fail_all=True))
+    await failing_tools.start("t", "demo", "what is 6*7?")
+    assert "ToolCallFailed" in failing_tools.events("t")
+    assert failing_tools.states["t"].status == "completed"  # the model saw the error and answered

@@ -1,0 +1,78 @@
+"""The public surface of the session core and its neighbours, pinned (STYLE.md item 13).
+
+The runtime, the executors and users' tests import these names; removing or
+renaming one is a breaking change and must show up here first.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import processors.core as core
+from processors import agents, llm_types, sim, sim_loop, tools
+
+
+def test_core_exports() -> None:
+    assert sorted(core.__all__) == sorted(
+        [
+            "NAMESPACE",
+            "TIMEOUTS_KEY",
+            "Decision",
+            "EventOrderError",
+            "PendingLLM",
+            "PendingTool",
+            "Record",
+            "SessionState",
+            "SnapshotError",
+            "Status",
+            "Timer",
+            "TimerKind",
+            "WorkItem",
+            "decide",
+            "decode_state",
+            "derive_id",
+            "encode_state",
+            "evolve",
+            "rebuild",
+            "timer_command",
+            "timers_of",
+        ]
+    )
+    for name in core.__all__:
+        assert hasattr(core, name)
+
+
+def test_core_signatures() -> None:
+    assert list(inspect.signature(core.decide).parameters) == ["state", "name", "command", "agents"]
+    assert list(inspect.signature(core.evolve).parameters) == ["state", "name", "event"]
+    assert list(inspect.signature(core.rebuild).parameters) == ["events", "state"]
+    assert list(inspect.signature(core.timers_of).parameters) == ["state"]
+    assert [f for f in core.Timer.__dataclass_fields__] == [
+        "deadline_ms",
+        "kind",
+        "call_id",
+        "timer_id",
+    ]
+    assert list(core.WorkItem.__dataclass_fields__) == ["kind", "record"]
+    assert list(core.Decision.__dataclass_fields__) == [
+        "events",
+        "work",
+        "state",
+        "rejection",
+        "duplicate",
+    ]
+
+
+def test_neighbour_modules_export_what_the_runtime_uses() -> None:
+    for module, names in (
+        (agents, ["AgentCatalog", "AgentConfig", "ModelConfig", "EndpointConfig", "ToolConfig",
+                  "AgentsFileError", "load_agents", "builtin_catalog", "Prices", "Budget"]),
+        (llm_types, ["LLMRequest", "LLMResponse", "ChatMessage", "ToolCall", "ToolSpec",
+                     "ModelError", "prompt_hash", "llm_result_record"]),
+        (sim, ["SimulatedModel", "LatencyModel", "ModelError"]),
+        (sim_loop, ["InlineRuntime"]),
+        (tools, ["ToolRegistry", "ToolOutcome", "run_tool", "tool_schema", "calculator",
+                 "weather", "builtin_registry", "tool_result_record", "ToolError"]),
+    ):  # fmt: skip
+        for name in names:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
