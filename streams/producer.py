@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from schemas import Codec
-from streams.errors import KafkaUnavailableError
+from streams.errors import KafkaUnavailableError, TopicMismatchError
 from streams.partitioner import partition_for_key, partitioner
 from streams.settings import KafkaSettings
 
@@ -69,6 +69,9 @@ class OutgoingRecord(NamedTuple):
     """Confluent wire-format bytes from :class:`schemas.Codec`."""
     headers: Headers
     """At least ``("type", record name)``; see :func:`type_headers`."""
+    partition: int | None = None
+    """Precomputed murmur2 partition, or None to compute it when sending. Lets
+    validation workers do the hashing in parallel; see ``send_many(partition_count=)``."""
 
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
@@ -197,12 +200,17 @@ class Producer:
         records: Iterable[OutgoingRecord],
         *,
         progress: Callable[[int], None] | None = None,
+        partition_count: int | None = None,
     ) -> int:
         """Send every record and wait until all are acked; return how many were sent.
 
         Records for one partition keep their order. The batches are pipelined:
         this only waits when a partition already has a full batch queued.
         ``progress`` is called with the running count each time a batch is queued.
+        Records with a precomputed ``partition`` were hashed for
+        ``partition_count`` partitions; a topic with any other count raises
+        ``TopicMismatchError`` (without ``partition_count`` they always do), so a
+        stale precomputation can never scatter sessions.
         On failure the exception of the first failed batch is raised after the
         others have settled; records in earlier batches may have been written.
         """
@@ -220,7 +228,7 @@ class Producer:
             if progress is not None:
                 progress(queued)
 
-        for topic, key, value, headers in records:
+        for topic, key, value, headers, partition in records:
             if len(value) + len(key) > MAX_RECORD_BYTES:
                 await _settle(pending)
                 raise ValueError(
@@ -229,7 +237,15 @@ class Producer:
             n = counts.get(topic)
             if n is None:
                 n = await self.partition_count(topic)
-            tp = TopicPartition(topic, partition_for_key(key, n))
+            if partition is None:
+                partition = partition_for_key(key, n)
+            elif n != partition_count:
+                await _settle(pending)
+                raise TopicMismatchError(
+                    f"{topic} has {n} partitions; the records were partitioned for "
+                    f"{partition_count}"
+                )
+            tp = TopicPartition(topic, partition)
             builder = builders.get(tp)
             if builder is None:
                 builder = builders[tp] = producer.create_batch()

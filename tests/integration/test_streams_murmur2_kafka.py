@@ -14,7 +14,9 @@ from aiokafka.structs import TopicPartition
 
 from streams.admin import admin_client, delete_topics
 from streams.catalogue import Catalogue
-from streams.partitioner import partitioner
+from streams.consumer import end_offsets
+from streams.errors import TopicMismatchError
+from streams.partitioner import partition_for_key, partitioner
 from streams.producer import OutgoingRecord, Producer
 from streams.settings import KafkaSettings
 
@@ -108,3 +110,20 @@ async def test_send_many_lands_where_java_puts_them(
     finally:
         await consumer.stop()
     assert [landed[i] for i in range(len(cases))] == [c["partitions"][column] for c in cases]
+
+
+async def test_partitions_precomputed_for_another_count_are_refused(
+    kafka_bootstrap: str, catalogue: Catalogue
+) -> None:
+    settings = KafkaSettings(
+        bootstrap=kafka_bootstrap, topic_prefix=catalogue.prefix, partitions=catalogue.partitions
+    )
+    topic = catalogue.dlq.name
+    records = [OutgoingRecord(topic, b"s1", b"v", [("type", b"raw")], partition_for_key(b"s1", 12))]
+    async with Producer(settings) as producer:
+        with pytest.raises(TopicMismatchError, match="partitioned for 12"):
+            await producer.send_many(records, partition_count=12)
+        with pytest.raises(TopicMismatchError):
+            await producer.send_many(records)  # preset partitions need partition_count
+        assert await producer.send_many([records[0]._replace(partition=None)]) == 1
+    assert sum((await end_offsets(settings, topic)).values()) == 1

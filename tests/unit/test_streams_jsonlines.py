@@ -126,7 +126,12 @@ def test_split_lines_numbers_like_an_editor() -> None:
 def test_keys_pick_the_session_partition() -> None:
     result = validate_lines([start(i) for i in range(20)], CAT.inbox, codec=CODEC)
     for i, record in enumerate(result.records):
-        assert session_partition(f"s{i}", 4) == session_partition(record.key.decode(), 4)
+        assert record.key == f"s{i}".encode()
+        assert record.partition == session_partition(f"s{i}", 4)  # precomputed for 4
+    wide = Catalogue("unit", 12)
+    assert [r.partition for r in validate_lines([start(7)], wide.inbox, codec=CODEC).records] == [
+        session_partition("s7", 12)
+    ]
 
 
 def test_a_record_too_large_to_send_is_a_line_error() -> None:
