@@ -47,20 +47,36 @@ from streams.settings import KafkaSettings
 def write_lines(path: Path, count: int) -> None:
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
-            out.write(json.dumps({
-                "type": "StartSession",
-                "session_id": str(uuid.uuid4()),
-                "tenant_id": f"tenant-{i % 50}",
-                "agent": "demo",
-                "input": f"What is 6*7? (request {i})",
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "type": "StartSession",
+                        "session_id": str(uuid.uuid4()),
+                        "tenant_id": f"tenant-{i % 50}",
+                        "agent": "demo",
+                        "input": f"What is 6*7? (request {i})",
+                    }
+                )
+                + "\n"
+            )
 
 
 def run_ours(settings: KafkaSettings, spec: TopicSpec, path: Path) -> float:
     """Seconds for `agentstream produce --file` from start to the last ack."""
-    args = ["produce", "--topic", spec.role, "--file", str(path), "--quiet",
-            "--bootstrap", settings.bootstrap, "--prefix", settings.topic_prefix,
-            "--partitions", str(settings.partitions)]
+    args = [
+        "produce",
+        "--topic",
+        spec.role,
+        "--file",
+        str(path),
+        "--quiet",
+        "--bootstrap",
+        settings.bootstrap,
+        "--prefix",
+        settings.topic_prefix,
+        "--partitions",
+        str(settings.partitions),
+    ]
     started = time.perf_counter()
     code = cli_main(args)
     elapsed = time.perf_counter() - started
@@ -156,14 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     rate_batches = n / statistics.median(batches)
     size = sum(len(r.value) for r in encoded.records) / n
     print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}")
-    print(f"{n:,} StartSession records ({size:.0f}-byte values), 12 partitions, "
-          f"median of {args.rounds} rounds")
-    print(f"agentstream produce (validate+encode+produce) {rate_ours:>10,.0f} records/s  "
-          f"rounds: {', '.join(f'{n / t:,.0f}' for t in ours)}")
-    print(f"bare aiokafka send(), pre-encoded           {rate_bare:>10,.0f} records/s  "
-          f"rounds: {', '.join(f'{n / t:,.0f}' for t in bare)}")
-    print(f"bare aiokafka batch API, pre-encoded        {rate_batches:>10,.0f} records/s  "
-          f"(reference)")
+    print(
+        f"{n:,} StartSession records ({size:.0f}-byte values), 12 partitions, "
+        f"median of {args.rounds} rounds"
+    )
+    print(
+        f"agentstream produce (validate+encode+produce) {rate_ours:>10,.0f} records/s  "
+        f"rounds: {', '.join(f'{n / t:,.0f}' for t in ours)}"
+    )
+    print(
+        f"bare aiokafka send(), pre-encoded           {rate_bare:>10,.0f} records/s  "
+        f"rounds: {', '.join(f'{n / t:,.0f}' for t in bare)}"
+    )
+    print(
+        f"bare aiokafka batch API, pre-encoded        {rate_batches:>10,.0f} records/s  (reference)"
+    )
     ratio = rate_ours / rate_bare
     print(f"ratio ours / bare send(): {ratio:.2f} (target >= 0.70)")
     return 0 if ratio >= 0.7 else 1

@@ -76,9 +76,7 @@ async def _send(
     if mismatches:
         raise TopicMismatchError("; ".join(str(m) for m in mismatches))
     async with Producer(settings) as producer:
-        return await producer.send_many(
-            records, progress=progress, partition_count=spec.partitions
-        )
+        return await producer.send_many(records, progress=progress, partition_count=spec.partitions)
 
 
 @guarded

@@ -221,9 +221,9 @@ def _describe_json(
         "exists": description is not None,
         "partitions": None if description is None else description.partitions,
         "replication": None if description is None else description.replication,
-        "configs": None if description is None else {
-            key: description.configs.get(key) for key in spec.config
-        },
+        "configs": None
+        if description is None
+        else {key: description.configs.get(key) for key in spec.config},
         "end_offsets": {str(p): o for p, o in sorted(ends.items())},
         "mismatches": [
             {"setting": m.setting, "expected": m.expected, "actual": m.actual} for m in mismatches

@@ -25,15 +25,25 @@ def run_cli(args: list[str], *, stdin: bytes | None = None) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")}
     return subprocess.run(
         [sys.executable, "-m", "agentstream.cli", *args],
-        input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=120, check=False,
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
 def line(i: int) -> str:
-    return json.dumps({
-        "type": "StartSession", "session_id": f"s{i}", "tenant_id": "acme", "agent": "demo",
-        "input": f"q{i}",
-    })
+    return json.dumps(
+        {
+            "type": "StartSession",
+            "session_id": f"s{i}",
+            "tenant_id": "acme",
+            "agent": "demo",
+            "input": f"q{i}",
+        }
+    )
 
 
 def args(bootstrap: str, cat: Catalogue) -> list[str]:
@@ -53,13 +63,20 @@ async def test_one_bad_line_among_many_produces_nothing(
     assert sum(before.values()) == 25
 
     lines = [line(i) for i in range(3000)]
-    lines[1776] = json.dumps({"type": "StartSession", "session_id": "s", "tenant_id": "acme",
-                              "agent": "demo"})
+    lines[1776] = json.dumps(
+        {"type": "StartSession", "session_id": "s", "tenant_id": "acme", "agent": "demo"}
+    )
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(lines) + "\n", "utf-8")
     result = run_cli(
-        ["produce", "--topic", catalogue.inbox.name, "--file", str(source),
-         *args(kafka_bootstrap, catalogue)]
+        [
+            "produce",
+            "--topic",
+            catalogue.inbox.name,
+            "--file",
+            str(source),
+            *args(kafka_bootstrap, catalogue),
+        ]
     )
     stderr = result.stderr.decode()
     assert result.returncode == 1

@@ -54,17 +54,30 @@ def input_lines(sessions: int, messages: int) -> list[dict[str, Any]]:
     event_id and time_ms so that what comes back can be compared exactly."""
     objs: list[dict[str, Any]] = []
     for i in range(sessions):
-        objs.append({
-            "type": "StartSession", "event_id": str(uuid.uuid4()), "time_ms": 1_700_000_000_000 + i,
-            "session_id": f"sess-{i}-{uuid.uuid4().hex[:6]}", "tenant_id": f"tenant-{i % 7}",
-            "agent": "demo", "input": f"question {i} — 日本語 ok", "metadata": {"n": str(i)},
-        })
+        objs.append(
+            {
+                "type": "StartSession",
+                "event_id": str(uuid.uuid4()),
+                "time_ms": 1_700_000_000_000 + i,
+                "session_id": f"sess-{i}-{uuid.uuid4().hex[:6]}",
+                "tenant_id": f"tenant-{i % 7}",
+                "agent": "demo",
+                "input": f"question {i} — 日本語 ok",
+                "metadata": {"n": str(i)},
+            }
+        )
     for j in range(messages):
         session = objs[(j * 7919) % sessions]["session_id"]
-        objs.append({
-            "type": "UserMessage", "event_id": str(uuid.uuid4()), "time_ms": 1_800_000_000_000 + j,
-            "session_id": session, "tenant_id": "t", "text": f"follow-up {j}",
-        })
+        objs.append(
+            {
+                "type": "UserMessage",
+                "event_id": str(uuid.uuid4()),
+                "time_ms": 1_800_000_000_000 + j,
+                "session_id": session,
+                "tenant_id": "t",
+                "text": f"follow-up {j}",
+            }
+        )
     return objs
 
 
@@ -76,14 +89,30 @@ def test_produce_then_tail_gives_every_record_back(
     source.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs), "utf-8")
 
     produced = run_cli(
-        ["produce", "--topic", "inbox", "--file", str(source), *kafka_args(kafka_bootstrap, catalogue)]
+        [
+            "produce",
+            "--topic",
+            "inbox",
+            "--file",
+            str(source),
+            *kafka_args(kafka_bootstrap, catalogue),
+        ]
     )
     assert produced.returncode == 0, produced.stderr.decode()
     assert "produced 5,000 records to" in produced.stderr.decode()
 
     tailed = run_cli(
-        ["tail", "--topic", catalogue.inbox.name, "--from-beginning", "--limit", "5000",
-         "--timeout", "30", *kafka_args(kafka_bootstrap, catalogue)]
+        [
+            "tail",
+            "--topic",
+            catalogue.inbox.name,
+            "--from-beginning",
+            "--limit",
+            "5000",
+            "--timeout",
+            "30",
+            *kafka_args(kafka_bootstrap, catalogue),
+        ]
     )
     assert tailed.returncode == 0, tailed.stderr.decode()
     got = [json.loads(line) for line in tailed.stdout.decode().splitlines()]
@@ -119,21 +148,28 @@ async def test_tail_one_session_reads_only_its_records(
         records = []
         for i in range(200):
             name, record = command_from_json(
-                {"type": "UserMessage", "session_id": f"s{i % 10}", "tenant_id": "t", "text": str(i)}
+                {
+                    "type": "UserMessage",
+                    "session_id": f"s{i % 10}",
+                    "tenant_id": "t",
+                    "text": str(i),
+                }
             )
             records.append(producer.encode(catalogue.inbox.name, name, record))
         assert await producer.send_many(records) == 200
         meta = await producer.send_and_wait(
-            catalogue.inbox.name, *command_from_json(
-                {"type": "Cancel", "session_id": "s3", "tenant_id": "t"}
-            )
+            catalogue.inbox.name,
+            *command_from_json({"type": "Cancel", "session_id": "s3", "tenant_id": "t"}),
         )
     assert meta.partition == session_partition("s3", 4)
     assert sum((await end_offsets(settings, catalogue.inbox.name)).values()) == 201
 
-    seen = [r async for r in tail(
-        settings, catalogue.inbox.name, from_beginning=True, session_id="s3", idle_timeout=2.0
-    )]
+    seen = [
+        r
+        async for r in tail(
+            settings, catalogue.inbox.name, from_beginning=True, session_id="s3", idle_timeout=2.0
+        )
+    ]
     assert [r.value["text"] for r in seen if r.value and r.type == "UserMessage"] == [
         str(i) for i in range(3, 200, 10)
     ]
@@ -150,10 +186,16 @@ async def test_transactional_producer_commits_and_aborts(
     def event(session: str, seq: int) -> tuple[str, dict[str, Any]]:
         from schemas import record_from_json
 
-        return record_from_json({
-            "type": "SessionStarted", "session_id": session, "tenant_id": "t", "seq": seq,
-            "agent": "demo", "input": "hi",
-        })
+        return record_from_json(
+            {
+                "type": "SessionStarted",
+                "session_id": session,
+                "tenant_id": "t",
+                "seq": seq,
+                "agent": "demo",
+                "input": "hi",
+            }
+        )
 
     producer = transactional_producer(settings, f"test-{catalogue.prefix}-0")
     async with producer:

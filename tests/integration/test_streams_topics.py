@@ -27,7 +27,12 @@ def run_cli(args: list[str], *, stdin: bytes | None = None) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")}
     return subprocess.run(
         [sys.executable, "-m", "agentstream.cli", *args],
-        input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=120, check=False,
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
@@ -37,10 +42,12 @@ async def test_mismatched_topics_are_reported_not_used(
     settings = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
     cat = Catalogue.from_settings(settings)
     async with admin_client(settings) as admin:
-        await admin.create_topics([
-            NewTopic(cat.inbox.name, 2, 1),  # wrong partition count
-            NewTopic(cat.events.name, 4, 1, topic_configs={"retention.ms": "604800000"}),
-        ])
+        await admin.create_topics(
+            [
+                NewTopic(cat.inbox.name, 2, 1),  # wrong partition count
+                NewTopic(cat.events.name, 4, 1, topic_configs={"retention.ms": "604800000"}),
+            ]
+        )
     base = ["--bootstrap", kafka_bootstrap, "--prefix", topic_prefix, "--partitions", "4"]
     try:
         created = run_cli(["topics", "create", *base])
@@ -63,7 +70,10 @@ async def test_mismatched_topics_are_reported_not_used(
         ]
         assert rows["events"]["configs"]["retention.ms"] == "604800000"
         assert rows["llm-calls"]["mismatches"] == [] and rows["llm-calls"]["end_offsets"] == {
-            "0": 0, "1": 0, "2": 0, "3": 0
+            "0": 0,
+            "1": 0,
+            "2": 0,
+            "3": 0,
         }
         text = run_cli(["topics", "describe", "--topic", "inbox", *base])
         assert text.returncode == 1
@@ -75,7 +85,9 @@ async def test_mismatched_topics_are_reported_not_used(
         assert f"{cat.dlq.name:<40} ok" in listed.stdout.decode()
 
         record = {"type": "Cancel", "session_id": "s1", "tenant_id": "t"}
-        produced = run_cli(["produce", "--topic", "inbox", *base], stdin=json.dumps(record).encode())
+        produced = run_cli(
+            ["produce", "--topic", "inbox", *base], stdin=json.dumps(record).encode()
+        )
         assert produced.returncode == 1
         assert "partitions is 2, the catalogue says 4" in produced.stderr.decode()
         assert sum((await end_offsets(settings, cat.inbox.name)).values()) == 0

@@ -24,8 +24,8 @@ def test_an_identical_topic_has_no_mismatch() -> None:
 
 def test_every_difference_is_reported() -> None:
     found = compare(
-        CAT.events, described(partitions=2, replication=3, retention_ms="604800000",
-                              cleanup_policy="compact")
+        CAT.events,
+        described(partitions=2, replication=3, retention_ms="604800000", cleanup_policy="compact"),
     )
     assert found == [
         Mismatch("unit.events", "partitions", "4", "2"),

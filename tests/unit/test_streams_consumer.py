@@ -55,7 +55,9 @@ def test_an_undecodable_value_is_kept_with_its_error() -> None:
 
 def test_a_type_header_that_lies_is_reported() -> None:
     name, record = command()
-    tailed = decode_record(CODEC, FakeMessage(CODEC.encode(name, record), headers=[("type", b"Cancel")]))
+    tailed = decode_record(
+        CODEC, FakeMessage(CODEC.encode(name, record), headers=[("type", b"Cancel")])
+    )
     assert tailed.type == "UserMessage"
     assert tailed.error == "type header 'Cancel' but the value is a UserMessage"
 

@@ -38,9 +38,7 @@ def test_type_headers_are_built_once_per_name() -> None:
 def test_encode_keys_by_session_and_sets_the_type_header() -> None:
     codec = Codec()
     producer = Producer(KafkaSettings(), codec)
-    name, record = command_from_json(
-        {"type": "Cancel", "session_id": "sé", "tenant_id": "acme"}
-    )
+    name, record = command_from_json({"type": "Cancel", "session_id": "sé", "tenant_id": "acme"})
     out = producer.encode("t.inbox", name, record, headers=[("trace", b"1")])
     assert out.topic == "t.inbox"
     assert out.key == "sé".encode()
