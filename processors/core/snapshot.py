@@ -115,39 +115,42 @@ def decode_state(data: bytes) -> SessionState:
             payload = zlib.decompress(payload)
         elif version != FORMAT_JSON:
             raise SnapshotError(f"unknown snapshot format version {version}")
-        body = json.loads(payload.decode("utf-8", "surrogatepass"))
-        (
-            session_id,
-            tenant_id,
-            agent,
-            status,
-            seq,
-            correlation_id,
-            start_event_id,
-            messages,
-            deferred,
-            llm_steps,
-            turn_steps,
-            pending_llm,
-            pending_tools,
-            finished_calls,
-            tokens_used,
-            cost_usd,
-            keep_open,
-            idle_timeout_ms,
-            llm_timeout_ms,
-            tool_timeout_ms,
-            approval_timeout_ms,
-            last_activity_ms,
-            output,
-            end_reason,
-            started_ms,
-            updated_ms,
-        ) = body
+        return _state(json.loads(payload.decode("utf-8", "surrogatepass")))
     except SnapshotError:
         raise
-    except (ValueError, TypeError, zlib.error) as error:
+    except (ValueError, TypeError, IndexError, zlib.error) as error:
         raise SnapshotError(f"not a session snapshot: {error}") from error
+
+
+def _state(body: list[Any]) -> SessionState:
+    (
+        session_id,
+        tenant_id,
+        agent,
+        status,
+        seq,
+        correlation_id,
+        start_event_id,
+        messages,
+        deferred,
+        llm_steps,
+        turn_steps,
+        pending_llm,
+        pending_tools,
+        finished_calls,
+        tokens_used,
+        cost_usd,
+        keep_open,
+        idle_timeout_ms,
+        llm_timeout_ms,
+        tool_timeout_ms,
+        approval_timeout_ms,
+        last_activity_ms,
+        output,
+        end_reason,
+        started_ms,
+        updated_ms,
+    ) = body
     if status not in _STATUSES:
         raise SnapshotError(f"bad status {status!r}")
     return SessionState(

@@ -107,7 +107,18 @@ def test_format_is_a_version_byte_then_json() -> None:
 
 
 def test_bad_bytes_are_refused() -> None:
-    for data in (b"", b"\x09{}", b"\x01not json", b"\x01[1,2]", b"\x02garbage"):
+    good = json.loads(encode_state(long_session(1).now)[1:])
+    broken_messages = json.dumps([*good[:7], [[1, 2, 3, 4, 5]], *good[8:]]).encode()
+    broken_pending = json.dumps([*good[:11], [1], *good[12:]]).encode()
+    for data in (
+        b"",
+        b"\x09{}",
+        b"\x01not json",
+        b"\x01[1,2]",
+        b"\x02garbage",
+        b"\x01" + broken_messages,
+        b"\x01" + broken_pending,
+    ):
         with pytest.raises(SnapshotError):
             decode_state(data)
     body = json.loads(encode_state(long_session(1).now)[1:])
