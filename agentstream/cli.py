@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topics",
     "produce",
     "tail",
+    "worker",
+    "demo",
 )
 
 

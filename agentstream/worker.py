@@ -184,8 +184,6 @@ def run_worker(components: Components, *, web_port: int, data_dir: Path, logleve
     """Run the worker until SIGTERM/SIGINT (faust's Worker owns the loop and signals)."""
     app = build_app(components, web_port=web_port, data_dir=data_dir)
     os.makedirs(data_dir, exist_ok=True)
-    worker = faust.Worker(
-        app, loglevel=loglevel, web_port=web_port, web_host="127.0.0.1", quiet=True
-    )
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0

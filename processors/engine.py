@@ -32,6 +32,7 @@ from schemas import Codec
 from streams.catalogue import Catalogue
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
+from streams.tuning import shorten_transaction_backoff
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class SessionEngine:
     # ------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        shorten_transaction_backoff()
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.settings.database_url, min_size=1, max_size=4

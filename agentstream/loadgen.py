@@ -1,0 +1,182 @@
+"""A closed-loop session load: start N sessions, C at a time, and watch them end.
+
+Used by ``agentstream demo`` and the engine benchmark. It produces StartSession
+commands to the inbox and reads the events topic (read_committed) from its end
+at the start, so it measures what a client sees: from the moment a command is
+sent to the moment the session's terminal event is readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import TERMINAL_EVENT_NAMES, Codec
+from streams.catalogue import Catalogue
+from streams.partitioner import session_partition
+from streams.producer import type_headers
+from streams.settings import KafkaSettings
+
+DEMO_INPUTS: tuple[str, ...] = (
+    "What is {a}*{b} and the weather in {city}?",
+    "What is {a}+{b}?",
+    "What's the weather in {city}?",
+    "Compute ({a}+{b})*2 please.",
+)
+CITIES = ("Paris", "Lisbon", "Oslo", "Tokyo", "Lima", "Nairobi", "Toronto", "Sydney")
+
+
+def demo_input(i: int) -> str:
+    """A varied, deterministic demo prompt (arithmetic, weather, or both)."""
+    template = DEMO_INPUTS[i % len(DEMO_INPUTS)]
+    return template.format(a=i % 97 + 2, b=i % 13 + 3, city=CITIES[i % len(CITIES)])
+
+
+@dataclass
+class LoadReport:
+    """What a load run saw."""
+
+    sessions: int
+    """Sessions started."""
+    seconds: float
+    """From the first StartSession sent to the last terminal event read."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    """Terminal event name → count."""
+    latencies_s: list[float] = field(default_factory=list)
+    """Per session: StartSession sent → terminal event read."""
+    events: int = 0
+    """Events read for these sessions."""
+    llm_steps: int = 0
+    """LLMCallCompleted + LLMCallFailed events."""
+    tool_steps: int = 0
+    """ToolCallCompleted + ToolCallFailed events."""
+    sample: tuple[str, str] | None = None
+    """(session id, final output) of one completed session."""
+    timed_out: int = 0
+    """Sessions without a terminal event when the run gave up."""
+
+    @property
+    def steps(self) -> int:
+        """Agent steps: model calls plus tool calls that came back."""
+        return self.llm_steps + self.tool_steps
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_s:
+            return float("nan")
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_sessions(
+    kafka: KafkaSettings,
+    sessions: int,
+    *,
+    concurrency: int = 64,
+    agent: str = "demo",
+    tenant: str = "demo",
+    timeout_s: float = 300.0,
+    progress: Callable[[str], None] | None = None,
+    make_input: Callable[[int], str] = demo_input,
+) -> LoadReport:
+    """Start ``sessions`` sessions, at most ``concurrency`` unfinished at once."""
+    catalogue = Catalogue.from_settings(kafka)
+    codec = Codec()
+    run_id = uuid.uuid4().hex[:8]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, acks="all", linger_ms=1
+    )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+    )
+    await producer.start()
+    await consumer.start()
+    partitions = [TopicPartition(catalogue.events.name, p) for p in range(kafka.partitions)]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)  # resolve the end now, before anything is sent
+
+    report = LoadReport(sessions=sessions, seconds=0.0)
+    sent_at: dict[str, float] = {}
+    finished = asyncio.Event()
+    slots = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+
+    async def send_all() -> None:
+        for i in range(sessions):
+            await slots.acquire()
+            session_id = f"{agent}-{run_id}-{i}"
+            record = {
+                "event_id": str(uuid.uuid4()),
+                "session_id": session_id,
+                "tenant_id": tenant,
+                "time_ms": int(time.time() * 1000),
+                "causation_id": None,
+                "correlation_id": None,
+                "agent": agent,
+                "input": make_input(i),
+                "keep_open": False,
+                "idle_timeout_ms": 0,
+                "metadata": {"run": run_id},
+            }
+            sent_at[session_id] = time.perf_counter()
+            await producer.send(
+                catalogue.inbox.name,
+                codec.encode("StartSession", record),
+                key=session_id.encode(),
+                partition=session_partition(session_id, kafka.partitions),
+                headers=type_headers("StartSession"),
+            )
+
+    async def watch() -> None:
+        done = 0
+        last_print = time.perf_counter()
+        while done < sessions:
+            batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    name, event = codec.decode(record.value)
+                    session_id = event["session_id"]
+                    if session_id not in sent_at:
+                        continue
+                    report.events += 1
+                    if name in ("LLMCallCompleted", "LLMCallFailed"):
+                        report.llm_steps += 1
+                    elif name in ("ToolCallCompleted", "ToolCallFailed"):
+                        report.tool_steps += 1
+                    elif name in TERMINAL_EVENT_NAMES:
+                        report.outcomes[name] = report.outcomes.get(name, 0) + 1
+                        report.latencies_s.append(now - sent_at[session_id])
+                        if name == "SessionCompleted" and report.sample is None:
+                            report.sample = (session_id, str(event.get("output")))
+                        done += 1
+                        slots.release()
+            if progress is not None and now - last_print >= 1.0:
+                last_print = now
+                rate = done / (now - started)
+                progress(f"  {done}/{sessions} sessions ended ({rate:,.0f}/s)")
+        finished.set()
+
+    watcher = asyncio.create_task(watch())
+    sender = asyncio.create_task(send_all())
+    try:
+        await asyncio.wait_for(finished.wait(), timeout_s)
+    except TimeoutError:
+        report.timed_out = sessions - sum(report.outcomes.values())
+    finally:
+        report.seconds = time.perf_counter() - started
+        for task in (watcher, sender):
+            task.cancel()
+        await asyncio.gather(watcher, sender, return_exceptions=True)
+        await producer.stop()
+        await consumer.stop()
+    return report
