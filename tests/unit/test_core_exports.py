@@ -76,3 +76,17 @@ def test_neighbour_modules_export_what_the_runtime_uses() -> None:
     ):  # fmt: skip
         for name in names:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_the_core_imports_no_io_and_no_event_loop() -> None:
+    """STYLE.md item 1: importing the core pulls in no Kafka, Postgres or asyncio."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, processors.core; "
+        "print(sorted(m for m in ('asyncio', 'aiokafka', 'asyncpg', 'faust', 'sqlalchemy', "
+        "'fastavro', 'yaml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
