@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from processors.core.evolve import TIMEOUTS_KEY, EventOrderError, evolve
+from processors.core.evolve import TIMEOUTS_KEY, EventOrderError
 from processors.core.loop import Step, seconds
 from processors.core.state import TIMER_KINDS, Decision, SessionState
 from processors.llm_types import canonical_json
@@ -253,7 +253,7 @@ def decide(
         if problem:
             return Decision((), (), state, rejection=problem)
     try:
-        step = Step(state, command, agents, evolve)
+        step = Step(state, command, agents)
         if (
             state is not None
             and not state.terminal

@@ -15,6 +15,7 @@ import hashlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from processors.core.evolve import evolve
 from processors.core.state import Decision, Record, SessionState, WorkItem
 from processors.llm_types import ChatMessage, ToolCall, prompt_hash_of_records
 
@@ -55,7 +56,6 @@ class Step:
         state: SessionState | None,
         command: dict[str, Any],
         agents: AgentCatalog,
-        evolve: Any,
     ) -> None:
         self.before = state
         self.state = state
@@ -65,7 +65,6 @@ class Step:
         self.time_ms: int = int(command["time_ms"])
         self.events: list[Record] = []
         self.work: list[WorkItem] = []
-        self._evolve = evolve
 
     # -- outcomes ---------------------------------------------------------------
 
@@ -116,7 +115,7 @@ class Step:
         event = self._envelope(derive_id(session_id, seq, self.command_id), self.command_id)
         event["seq"] = seq
         event.update(fields)
-        self.state = self._evolve(self.state, name, event)
+        self.state = evolve(self.state, name, event)
         self.events.append((name, event))
         return event
 
