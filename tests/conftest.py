@@ -70,8 +70,8 @@ async def catalogue(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[Ca
         bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=TEST_PARTITIONS
     )
     cat = Catalogue.from_settings(settings)
-    require_ok(await ensure_topics(settings, cat))
     try:
+        require_ok(await ensure_topics(settings, cat))
         yield cat
     finally:
         await delete_topics(settings, [spec.name for spec in cat.all()])
