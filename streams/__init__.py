@@ -38,7 +38,12 @@ if TYPE_CHECKING:
         TopicNotFoundError,
     )
     from streams.jsonlines import LineError, ValidatedLines, validate_lines
-    from streams.partitioner import murmur2, partition_for_key, partitioner, session_partition
+    from streams.partitioner import (
+        murmur2,
+        murmur2_partitioner,
+        partition_for_key,
+        session_partition,
+    )
     from streams.producer import OutgoingRecord, Producer, transactional_producer
     from streams.settings import KafkaSettings
 
@@ -50,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     "TopicSpec": "catalogue",
     "murmur2": "partitioner",
     "partition_for_key": "partitioner",
-    "partitioner": "partitioner",
+    "murmur2_partitioner": "partitioner",
     "session_partition": "partitioner",
     "OutgoingRecord": "producer",
     "Producer": "producer",
@@ -99,8 +104,8 @@ __all__ = [
     "end_offsets",
     "ensure_topics",
     "murmur2",
+    "murmur2_partitioner",
     "partition_for_key",
-    "partitioner",
     "require_ok",
     "session_partition",
     "tail",

@@ -69,7 +69,9 @@ def session_partition(session_id: str, num_partitions: int) -> int:
     return partition_for_key(session_id.encode("utf-8"), num_partitions)
 
 
-def partitioner(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+def murmur2_partitioner(
+    key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
+) -> int:
     """Drop-in for aiokafka's ``partitioner=`` argument, murmur2 for keyed records.
 
     Keyed records go where Java puts them. An unkeyed record (only the DLQ

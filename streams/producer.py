@@ -31,7 +31,7 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 
 from schemas import Codec
 from streams.errors import KafkaUnavailableError, TopicMismatchError
-from streams.partitioner import partition_for_key, partitioner
+from streams.partitioner import murmur2_partitioner, partition_for_key
 from streams.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, bytes]]
@@ -83,7 +83,7 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         "linger_ms": LINGER_MS,
         "max_batch_size": MAX_BATCH_BYTES,
         "max_request_size": MAX_REQUEST_BYTES,
-        "partitioner": partitioner,
+        "partitioner": murmur2_partitioner,
     }
     config.update(overrides)
     return config

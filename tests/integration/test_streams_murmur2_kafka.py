@@ -16,7 +16,7 @@ from streams.admin import admin_client, delete_topics
 from streams.catalogue import Catalogue
 from streams.consumer import end_offsets
 from streams.errors import TopicMismatchError
-from streams.partitioner import partition_for_key, partitioner
+from streams.partitioner import murmur2_partitioner, partition_for_key
 from streams.producer import OutgoingRecord, Producer
 from streams.settings import KafkaSettings
 
@@ -30,7 +30,10 @@ VECTORS: dict[str, Any] = json.loads(
 async def _produce_and_read(bootstrap: str, topic: str, count: int) -> dict[bytes, int]:
     """Produce every vector key (value = its index) and return key -> partition read back."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, partitioner=partitioner, enable_idempotence=True, acks="all"
+        bootstrap_servers=bootstrap,
+        partitioner=murmur2_partitioner,
+        enable_idempotence=True,
+        acks="all",
     )
     await producer.start()
     try:

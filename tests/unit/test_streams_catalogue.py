@@ -4,6 +4,8 @@ settings come from AGENTSTREAM_* variables."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import types
 
 import pytest
 
@@ -133,15 +135,20 @@ def test_public_surface() -> None:
         "end_offsets",
         "ensure_topics",
         "murmur2",
+        "murmur2_partitioner",
         "partition_for_key",
-        "partitioner",
         "require_ok",
         "session_partition",
         "tail",
         "transactional_producer",
         "validate_lines",
     ]
+    for module in ("settings", "catalogue", "partitioner", "producer", "consumer", "admin"):
+        importlib.import_module(f"streams.{module}")  # submodules now set on the package
     for name in streams.__all__:
-        assert getattr(streams, name) is not None
+        exported = getattr(streams, name)
+        # Not shadowed by a submodule of the same name (``streams.partitioner``).
+        assert not isinstance(exported, types.ModuleType), name
+        assert exported is getattr(importlib.import_module(exported.__module__), name)
     with pytest.raises(AttributeError):
         _ = streams.nothing_here

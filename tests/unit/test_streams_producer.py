@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas import Codec, command_from_json
-from streams.partitioner import partitioner
+from streams.partitioner import murmur2_partitioner
 from streams.producer import (
     MAX_BATCH_BYTES,
     MAX_REQUEST_BYTES,
@@ -21,7 +21,7 @@ def test_every_producer_is_idempotent_acks_all_batched_and_murmur2() -> None:
     assert config["enable_idempotence"] is True
     assert 0 < config["linger_ms"] <= 10
     assert config["max_batch_size"] == MAX_BATCH_BYTES < MAX_REQUEST_BYTES
-    assert config["partitioner"] is partitioner
+    assert config["partitioner"] is murmur2_partitioner
     assert producer_config(KafkaSettings(), linger_ms=0)["linger_ms"] == 0
 
 
