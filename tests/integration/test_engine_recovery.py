@@ -1,0 +1,152 @@
+"""Recovery: a new owner rebuilds partitions from snapshots + the events tail, never calling
+a model or a tool, and durable timers fire after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from processors.agents import load_agents
+from processors.core import rebuild
+from processors.settings import DEFAULT_DATABASE_URL, EngineSettings
+from streams.catalogue import Catalogue
+from tests.integration.engine_kit import (
+    check_invariants,
+    command,
+    kafka_settings,
+    new_ids,
+    produce,
+    read_topic,
+    running,
+    start_session,
+    wait_for_terminal,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def _forget_snapshots(stream: str, *, keep_checkpoints: bool = False) -> None:
+    connection = await asyncpg.connect(DEFAULT_DATABASE_URL)
+    try:
+        await connection.execute("DELETE FROM session_snapshots WHERE stream = $1", stream)
+        if not keep_checkpoints:
+            await connection.execute("DELETE FROM partition_checkpoints WHERE stream = $1", stream)
+    finally:
+        await connection.close()
+
+
+async def test_rebuild_of_1000_sessions_never_calls_a_model_or_tool(
+    kafka_bootstrap: str, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    ids = new_ids(1000)
+    async with running(kafka):
+        await produce(
+            kafka,
+            catalogue.inbox.name,
+            [
+                start_session(s, f"What is {i}+1 and the weather in Oslo?")
+                for i, s in enumerate(ids)
+            ],
+        )
+        sessions = await wait_for_terminal(kafka, catalogue, ids, timeout_s=120)
+    check_invariants(sessions)
+    events_before = len((await read_topic(kafka, catalogue.events.name)).records)
+
+    # Every model and tool now fails on any call; the engine must rebuild from the log alone.
+    failing = tmp_path / "agents.yaml"
+    failing.write_text(
+        textwrap.dedent("""
+        models:
+          sim:
+            endpoints: [{provider: sim, model: sim, options: {fail_all: true}}]
+    """)
+    )
+    await _forget_snapshots(catalogue.events.name)  # force a full replay
+    async with running(kafka, agents=load_agents(str(failing)), fail_tools=True) as components:
+        engine = components.engine
+        assert engine is not None
+        replayed = sum(stats.events_replayed for stats in engine.recoveries)
+        assert replayed == events_before
+        for sid in ids:
+            part = next(p for p in engine.partitions.values() if sid in p.cache)
+            assert part.cache.get(sid) == rebuild(sessions[sid])
+        await asyncio.sleep(1.0)
+        llm_items = components.executors[0].stats().started
+    assert llm_items == 0  # no work item was produced by the rebuild
+    assert len((await read_topic(kafka, catalogue.events.name)).records) == events_before
+
+
+async def test_restart_resumes_from_checkpoint_and_snapshots(
+    kafka_bootstrap: str, catalogue: Catalogue
+) -> None:
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    first, second = new_ids(100), new_ids(100)
+    async with running(kafka):
+        await produce(
+            kafka, catalogue.inbox.name, [start_session(s, "What is 4*4?") for s in first]
+        )
+        await wait_for_terminal(kafka, catalogue, first)
+        await asyncio.sleep(0.5)  # a snapshot flush happens every 0.2 s
+    async with running(kafka) as components:
+        engine = components.engine
+        assert engine is not None
+        # the checkpoint covered everything: nothing left to replay
+        assert sum(stats.events_replayed for stats in engine.recoveries) == 0
+        assert all(stats.checkpoint >= 0 for stats in engine.recoveries if stats.end_offset > 0)
+        await produce(
+            kafka, catalogue.inbox.name, [start_session(s, "What is 5*5?") for s in second]
+        )
+        # an old session is loaded lazily from its snapshot and still refuses a late result
+        sessions = await wait_for_terminal(kafka, catalogue, second)
+        await produce(kafka, catalogue.inbox.name, [command("UserMessage", first[0], text="more?")])
+        await asyncio.sleep(1.0)
+    check_invariants((await read_topic(kafka, catalogue.events.name)).by_session())
+    assert all(sessions[s][-1][0] == "SessionCompleted" for s in second)
+    dlq = await read_topic(kafka, catalogue.dlq.name, decode=False)
+    assert len(dlq.records) == 1  # the message to an ended session was refused, once
+
+
+async def test_durable_timers_fire_across_a_restart(
+    kafka_bootstrap: str, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    agents_file = tmp_path / "agents.yaml"
+    agents_file.write_text(
+        textwrap.dedent("""
+        models:
+          slow:
+            endpoints: [{provider: sim, model: sim, options: {latency: {kind: fixed, fixed_s: 30}}}]
+        agents:
+          impatient:
+            model: slow
+            llm_timeout_s: 1.5
+          chatty:
+            model: sim
+            idle_timeout_s: 1.0
+    """)
+    )
+    agents = load_agents(str(agents_file))
+    slow, idle = new_ids(2)
+    settings = EngineSettings(snapshot_interval_s=0.1, timer_interval_s=0.05)
+    async with running(kafka, roles=("engine",), agents=agents, engine_settings=settings):
+        await produce(kafka, catalogue.inbox.name, [
+            start_session(slow, "hello", agent="impatient"),
+            start_session(idle, "hello", agent="chatty", keep_open=True),
+        ])  # fmt: skip
+        await asyncio.sleep(0.5)  # requested, snapshotted; the engine stops before any deadline
+    # After the restart the slow model takes 30 s: the engine's LLM timer must fire at 1.5 s
+    # (armed from the snapshot), and the open session must end after 1 s idle.
+    async with running(kafka, agents=agents, engine_settings=settings):
+        sessions = await wait_for_terminal(kafka, catalogue, [slow, idle], timeout_s=20)
+    names = [n for n, _ in sessions[slow]]
+    assert names[-2:] == ["LLMCallFailed", "SessionFailed"], names
+    assert "timeout" in sessions[slow][-2][1]["error"]
+    assert sessions[idle][-1][0] == "SessionCompleted"
+    assert sessions[idle][-1][1]["reason"] == "idle_timeout"
+    assert "AssistantMessageAdded" in [n for n, _ in sessions[idle]]
+    check_invariants(sessions)
