@@ -114,6 +114,16 @@ class Components:
             report["engine"] = {
                 "partitions": sorted(self.engine.partitions),
                 "sessions_in_memory": sum(len(p.cache) for p in self.engine.partitions.values()),
+                "recoveries": [
+                    {
+                        "partition": r.partition,
+                        "checkpoint": r.checkpoint,
+                        "end_offset": r.end_offset,
+                        "events_replayed": r.events_replayed,
+                        "seconds": round(r.seconds, 4),
+                    }
+                    for r in self.engine.recoveries[-64:]
+                ],
             }
         for executor in self.executors:
             stats = executor.stats()

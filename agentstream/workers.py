@@ -91,7 +91,8 @@ def start_worker(
 def wait_until_owned(
     workers: list[WorkerProcess], partitions: int, timeout_s: float = 90.0
 ) -> None:
-    """Wait until the engines of ``workers`` own all ``partitions`` between them, once each."""
+    """Wait until the engines of ``workers`` own all ``partitions`` between them, once each,
+    and (when there are enough partitions) every worker owns at least one."""
     deadline = time.monotonic() + timeout_s
     seen: list[int] = []
     while time.monotonic() < deadline:
@@ -101,8 +102,10 @@ def wait_until_owned(
                     f"worker on port {worker.port} exited with {worker.process.returncode};"
                     f" see {worker.log_path}"
                 )
-        seen = sorted(p for worker in workers for p in worker.engine_partitions())
-        if seen == list(range(partitions)):
+        owned = [worker.engine_partitions() for worker in workers]
+        seen = sorted(p for parts in owned for p in parts)
+        everyone = len(workers) > partitions or all(owned)
+        if seen == list(range(partitions)) and everyone:
             return
         time.sleep(0.25)
     raise TimeoutError(
