@@ -1,0 +1,251 @@
+"""The projector: ``agentstream.events`` -> Postgres read models, exactly once.
+
+One aiokafka consumer in the group ``<prefix>.projector`` reads the events
+topic (read_committed, so events of aborted engine transactions never show).
+Kafka offsets are never committed to Kafka: the position of each partition is
+the ``projection_tracking`` row written in the same Postgres transaction as
+the rows (see :mod:`projections.writer`). On assignment the consumer seeks to
+that position + 1; after any failure it rolls back, seeks back there and
+retries, so a crash or restart anywhere applies each event once.
+
+Per batch (``getmany``): decode, lock the batch's tracking rows, drop records
+at or below the stored offsets (another owner got there first), load the
+touched sessions, fold (:mod:`projections.fold`), write, move the tracking
+rows, commit. A record that does not decode, or an event the fold refuses,
+goes to the DLQ (``streams.dlq``) before the commit and the partition moves
+on; should the commit then fail, the retry may dead-letter it again (the DLQ
+is at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from projections.db import driver
+from projections.fold import BatchFold, PoisonEvent
+from projections.writer import load_sessions, lock_positions, positions, set_positions, write_fold
+from schemas import EVENT_NAMES, Codec, SchemaError
+from streams.catalogue import Catalogue
+from streams.dlq import dead_letter
+from streams.producer import OutgoingRecord, Producer
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+EVENTS_APPLIED = Counter(
+    "agentstream_projector_events_total", "Events applied to the read models.", ["stream"]
+)
+DEAD_LETTERS = Counter(
+    "agentstream_projector_dead_letters_total", "Events the projector sent to the DLQ.", ["stream"]
+)
+BATCH_SECONDS = Histogram(
+    "agentstream_projector_batch_seconds",
+    "Time to apply one batch to Postgres, in seconds.",
+    ["stream"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+_EVENT_NAMES = frozenset(EVENT_NAMES)
+SOURCE = "projector"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._projector.seek_to_tracked(assigned)
+
+
+class Projector:
+    """Keeps the read models of one events topic up to date; see the module docstring."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        engine: AsyncEngine,
+        *,
+        max_batch_records: int = 5000,
+        codec: Codec | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.engine = engine
+        self.catalogue = Catalogue.from_settings(kafka)
+        self.stream = self.catalogue.events.name
+        self.max_batch_records = max_batch_records
+        self.codec = codec or Codec()
+        self.group_id = group_id or f"{kafka.topic_prefix}.projector"
+        self.applied = 0
+        """Events applied by this instance."""
+        self.batches = 0
+        """Batches committed by this instance."""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: Producer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._applied_counter = EVENTS_APPLIED.labels(self.stream)
+        self._batch_timer = BATCH_SECONDS.labels(self.stream)
+
+    async def start(self) -> None:
+        self._dlq = Producer(self.kafka, self.codec)
+        await self._dlq.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.kafka.bootstrap,
+            group_id=self.group_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_batch_records,
+            fetch_max_wait_ms=20,
+            fetch_max_bytes=32 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        self._consumer.subscribe([self.stream], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="projector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._dlq is not None:
+            await self._dlq.stop()
+            self._dlq = None
+
+    async def __aenter__(self) -> Projector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def seek_to_tracked(self, tps: Iterable[TopicPartition]) -> None:
+        """Position the consumer right after the last applied offset of each partition."""
+        consumer = self._consumer
+        tps = list(tps)
+        if consumer is None or not tps:
+            return
+        async with self.engine.connect() as connection:
+            stored = await positions(
+                await driver(connection), self.stream, [tp.partition for tp in tps]
+            )
+        for tp in tps:
+            offset = stored.get(tp.partition, -1)
+            if offset < 0:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset + 1)
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch_records)
+            if not batches:
+                continue
+            try:
+                await self.apply(batches)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("projector batch failed; retrying from the tracked offsets")
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self.seek_to_tracked(consumer.assignment())
+
+    async def apply(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> int:
+        """Apply one ``getmany`` result in one Postgres transaction; events applied."""
+        started = time.perf_counter()
+        decoded: list[tuple[int, int, str, dict[str, Any]]] = []
+        poison: list[tuple[Any, str]] = []
+        last: dict[int, int] = {}
+        for tp in sorted(batches):
+            for message in batches[tp]:
+                last[tp.partition] = message.offset
+                try:
+                    if message.value is None:
+                        raise SchemaError("value is null")
+                    name, event = self.codec.decode(message.value)
+                    if name not in _EVENT_NAMES:
+                        raise SchemaError(f"{name} is not an event")
+                except SchemaError as error:
+                    poison.append((message, f"undecodable: {error}"))
+                    continue
+                decoded.append((message.partition, message.offset, name, event))
+        if not last:
+            return 0
+        by_offset = {(m.partition, m.offset): m for tp in batches for m in batches[tp]}
+        async with self.engine.connect() as connection:
+            raw = await driver(connection)
+            async with raw.transaction():
+                stored = await lock_positions(raw, self.stream, list(last))
+                fresh = [d for d in decoded if d[1] > stored.get(d[0], -1)]
+                poison = [p for p in poison if p[0].offset > stored.get(p[0].partition, -1)]
+                sessions = {str(e.get("session_id")) for _, _, _, e in fresh}
+                fold = BatchFold(await load_sessions(raw, self.stream, sessions))
+                for partition, offset, name, event in fresh:
+                    try:
+                        fold.apply(partition, offset, name, event)
+                    except PoisonEvent as error:
+                        poison.append((by_offset[partition, offset], f"rejected: {error}"))
+                await write_fold(raw, self.stream, fold)
+                moved = {p: o for p, o in last.items() if o > stored.get(p, -1)}
+                if moved:
+                    await set_positions(raw, self.stream, moved)
+                if poison:
+                    await self._dead_letter(poison)
+        self.applied += fold.applied
+        self.batches += 1
+        self._applied_counter.inc(fold.applied)
+        self._batch_timer.observe(time.perf_counter() - started)
+        return fold.applied
+
+    async def _dead_letter(self, poison: list[tuple[Any, str]]) -> None:
+        assert self._dlq is not None
+        records = []
+        for message, why in poison:
+            reason, _, error = why.partition(": ")
+            letter = dead_letter(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                headers=tuple(message.headers or ()),
+                reason=reason,
+                error=error,
+                source=SOURCE,
+            )
+            log.warning(
+                "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, why
+            )
+            records.append(
+                OutgoingRecord(
+                    self.catalogue.dlq.name, letter.key or b"", letter.value or b"", letter.headers
+                )
+            )
+        await self._dlq.send_many(records)
+        DEAD_LETTERS.labels(self.stream).inc(len(records))
