@@ -25,6 +25,9 @@ AGENTS_ENV = "AGENTSTREAM_AGENTS"
 """Environment variable naming the default agents file."""
 
 Strategy = Literal["round_robin", "least_inflight", "weighted", "latency"]
+Priority = Literal["interactive", "normal", "batch"]
+PRIORITIES: tuple[str, ...] = ("interactive", "normal", "batch")
+"""How the LLM pool admits an agent's calls when capacity is short (see processors.pool)."""
 STRATEGIES: tuple[str, ...] = ("round_robin", "least_inflight", "weighted", "latency")
 PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "sim")
 """Provider kinds an endpoint may name (the LLM pool implements each)."""
@@ -130,6 +133,12 @@ class AgentConfig:
     """An approval not given by then counts as denied."""
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     """Default idle timeout of ``keep_open`` sessions that do not set one."""
+    cacheable: bool = False
+    """Whether the LLM pool may answer this agent's calls from its response cache
+    (same model, messages, tools and parameters -> the same reply)."""
+    priority: Priority = "normal"
+    """interactive | normal | batch: who waits and who is shed first when rate limits bind;
+    ``batch`` (backfill) only uses spare capacity, through the pool's batch lane."""
 
     @property
     def llm_timeout_ms(self) -> int:

@@ -22,6 +22,7 @@ from processors.agents import (
     DEFAULT_LLM_TIMEOUT_S,
     DEFAULT_MAX_STEPS,
     DEFAULT_TOOL_TIMEOUT_S,
+    PRIORITIES,
     PROVIDERS,
     STRATEGIES,
     AgentCatalog,
@@ -124,6 +125,8 @@ _AGENT_KEYS = (
     "tool_timeout_s",
     "approval_timeout_s",
     "idle_timeout_s",
+    "cacheable",
+    "priority",
 )
 
 
@@ -247,6 +250,13 @@ def _agent(c: _Checker, catalog: _Parts, name: str, value: Any, key: str) -> Age
     def seconds(field: str, default: float) -> float:
         return c.number(raw.get(field, default), _join(key, field), positive=True)
 
+    cacheable = raw.get("cacheable", False)
+    if not isinstance(cacheable, bool):
+        c.fail(_join(key, "cacheable"), f"must be true or false, got {_kind(cacheable)}")
+    priority = c.string(raw.get("priority", "normal"), _join(key, "priority"))
+    if priority not in PRIORITIES:
+        c.fail(_join(key, "priority"), f"bad priority {priority!r} ({' | '.join(PRIORITIES)})")
+
     return AgentConfig(
         name=name,
         model=model,
@@ -259,6 +269,8 @@ def _agent(c: _Checker, catalog: _Parts, name: str, value: Any, key: str) -> Age
         tool_timeout_s=seconds("tool_timeout_s", DEFAULT_TOOL_TIMEOUT_S),
         approval_timeout_s=seconds("approval_timeout_s", DEFAULT_APPROVAL_TIMEOUT_S),
         idle_timeout_s=seconds("idle_timeout_s", DEFAULT_IDLE_TIMEOUT_S),
+        cacheable=cacheable,
+        priority=priority,  # type: ignore[arg-type]  # checked against PRIORITIES
     )
 
 
