@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tail",
     "worker",
     "demo",
+    "api",
+    "tenants",
 )
 
 

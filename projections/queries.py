@@ -42,6 +42,8 @@ class Replay:
     """The session's partition (of the events topic)."""
     tracked_offset: int
     """Every event of that partition up to this offset is in the read model (-1: none)."""
+    final_seq: int | None = None
+    """The seq of the session's terminal event when the read model holds it, else None."""
 
 
 def session_json(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -247,12 +249,22 @@ class QueryService:
             t.projection_tracking.c.stream == self.stream,
             t.projection_tracking.c.partition == partition,
         )
+        s = t.sessions.c
+        ended = select(s.seq).where(
+            s.stream == self.stream,
+            s.session_id == session_id,
+            s.status.in_(("completed", "failed", "cancelled")),
+        )
         async with self.engine.connect() as connection:
             await connection.execution_options(isolation_level="REPEATABLE READ")
             async with connection.begin():
                 await connection.execute(text("SET TRANSACTION READ ONLY"))
                 offset = await connection.scalar(tracked)
+                final = await connection.scalar(ended)
                 rows = list((await connection.execute(query)).mappings())
         return Replay(
-            [event_json(r) for r in rows], partition, -1 if offset is None else int(offset)
+            [event_json(r) for r in rows],
+            partition,
+            -1 if offset is None else int(offset),
+            None if final is None else int(final),
         )

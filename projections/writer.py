@@ -137,6 +137,11 @@ _TOOL_COLUMNS = (
 )  # fmt: skip
 
 
+def _loaded(value: Any) -> Any:
+    """A jsonb value: decoded already by SQLAlchemy's asyncpg codec, or text from a bare pool."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
 def _ms(value: dt.datetime) -> int:
     return round(value.timestamp() * 1000)
 
@@ -185,8 +190,8 @@ async def load_sessions(
             agent=r["agent"],
             status=r["status"],
             keep_open=r["keep_open"],
-            awaiting=set(json.loads(r["awaiting"])),
-            pending_tools=set(json.loads(r["pending_tools"])),
+            awaiting=set(_loaded(r["awaiting"])),
+            pending_tools=set(_loaded(r["pending_tools"])),
             partition=r["partition"],
             seq=r["seq"],
             steps=r["steps"],
@@ -197,7 +202,7 @@ async def load_sessions(
             end_reason=r["end_reason"],
             tokens=r["tokens"],
             cost_usd=r["cost_usd"],
-            metadata=json.loads(r["metadata"]),
+            metadata=dict(_loaded(r["metadata"])),
             created_ms=_ms(r["created_at"]),
             updated_ms=_ms(r["updated_at"]),
         )

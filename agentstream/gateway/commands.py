@@ -1,0 +1,191 @@
+"""Command endpoints: they produce inbox commands and answer 202.
+
+Every check happens before anything is produced (auth 401, size 413, rate
+429, lag 503, JSON 400, fields 422, ownership 404), so a refused request
+leaves the inbox untouched. Commands go to the inbox keyed by session id
+(murmur2, the session's shard) through the idempotent, acks=all producer, and
+202 is answered only once Kafka acked: an accepted command is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from agentstream.gateway import metrics
+from agentstream.gateway.app import Gateway, json_response
+from agentstream.gateway.errors import ApiError, invalid, not_found
+from agentstream.gateway.idempotency import Answer, check_key, fingerprint
+from agentstream.gateway.requests import (
+    SESSION_ID,
+    batch_items,
+    new_ids,
+    parse_json,
+    session_command,
+    start_record,
+)
+from agentstream.gateway.tenants import Tenant
+from processors.core import NAMESPACE
+from streams.partitioner import partition_for_key
+
+Produce = Callable[[list[str], list[str]], Awaitable[tuple[int, dict[str, Any]]]]
+"""Given event ids and default session ids, produce and return (status, answer body)."""
+
+_START = metrics.COMMANDS.labels("StartSession")
+
+
+def _ids(gw: Gateway, tenant: Tenant, key: str | None, n: int) -> tuple[list[str], list[str]]:
+    """Event ids and default session ids: random, or derived from the Idempotency-Key."""
+    if key is None:
+        return new_ids(n), new_ids(n)
+    base = f"{gw.stream}:{tenant.tenant_id}:{key}"
+    return (
+        [str(uuid.uuid5(NAMESPACE, f"{base}:event:{i}")) for i in range(n)],
+        [str(uuid.uuid5(NAMESPACE, f"{base}:session:{i}")) for i in range(n)],
+    )
+
+
+async def _answer(
+    gw: Gateway, request: web.Request, tenant: Tenant, obj: Any, n: int, produce: Produce
+) -> web.Response:
+    """Run ``produce`` once per Idempotency-Key (or every time without one)."""
+    header = request.headers.get("Idempotency-Key")
+    if header is None:
+        events, sessions = _ids(gw, tenant, None, n)
+        status, payload = await produce(events, sessions)
+        return json_response(status, payload)
+    key = check_key(header)
+    fp = fingerprint(f"{request.method} {request.path}", obj)
+    stored = await gw.idempotency.claim(tenant.tenant_id, key, fp)
+    if stored is not None:
+        return web.Response(
+            status=stored.status,
+            body=stored.body,
+            content_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        events, sessions = _ids(gw, tenant, key, n)
+        status, payload = await produce(events, sessions)
+    except BaseException:
+        await gw.idempotency.release(tenant.tenant_id, key)
+        raise
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    await gw.idempotency.finish(tenant.tenant_id, key, fp, Answer(status, body))
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+async def start_session(gw: Gateway, request: web.Request) -> web.StreamResponse:
+    tenant = await gw.tenant(request)
+    gw.admit(request, tenant)
+    obj = parse_json(await gw.body(request))
+    # Validated before any id is derived, so a bad body never claims an Idempotency-Key;
+    # the ids are filled in by produce.
+    record = start_record(
+        obj, tenant=tenant.tenant_id, event_id="", session_id="",
+        time_ms=int(time.time() * 1000), agents=gw.agent_names,
+    )  # fmt: skip
+    chosen = bool(record["session_id"])
+
+    async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
+        record["event_id"] = events[0]
+        if chosen:
+            await _check_new(gw, record["session_id"])
+        else:
+            record["session_id"] = sessions[0]
+        session_id = record["session_id"]
+        await gw.producer.send_and_wait(gw.inbox, "StartSession", record)
+        gw.directory.started(session_id, tenant.tenant_id)
+        _START.inc()
+        return 202, {"session_id": session_id, "command_id": record["event_id"]}
+
+    return await _answer(gw, request, tenant, obj, 1, produce)
+
+
+async def _check_new(gw: Gateway, session_id: str) -> None:
+    """409 when a client-chosen session id is already in use (by anyone)."""
+    if await gw.directory.owner(session_id) is not None:
+        raise ApiError(409, "session_exists", f"session id {session_id!r} is already in use")
+
+
+async def start_batch(gw: Gateway, request: web.Request) -> web.StreamResponse:
+    tenant = await gw.tenant(request)
+    gw.admit(request, tenant, 0)  # size and lag now; the rate once the count is known
+    obj = parse_json(await gw.body(request))
+    items = batch_items(obj, gw.settings.batch_max)
+    now_ms = int(time.time() * 1000)
+    records = [
+        start_record(
+            item, tenant=tenant.tenant_id, event_id="", session_id="", time_ms=now_ms,
+            agents=gw.agent_names, prefix=f"sessions[{i}].",
+        )
+        for i, item in enumerate(items)
+    ]  # fmt: skip
+    chosen = [i for i, record in enumerate(records) if record["session_id"]]
+    if len({records[i]["session_id"] for i in chosen}) < len(chosen):
+        raise invalid("sessions", "a session_id appears twice in the batch")
+    gw.rates.check(tenant.tenant_id, len(items), rate_per_s=tenant.rate_per_s, burst=tenant.burst)
+
+    async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
+        producer = gw.producer
+        partitions = gw.kafka.partitions
+        for i in chosen:
+            await _check_new(gw, records[i]["session_id"])
+        out_records = []
+        for i, record in enumerate(records):
+            record["event_id"] = events[i]
+            if not record["session_id"]:
+                record["session_id"] = sessions[i]
+            out = producer.encode(gw.inbox, "StartSession", record)
+            out_records.append(out._replace(partition=partition_for_key(out.key, partitions)))
+        await producer.send_many(out_records, partition_count=partitions)
+        ids = [record["session_id"] for record in records]
+        for session_id in ids:
+            gw.directory.started(session_id, tenant.tenant_id)
+        _START.inc(len(ids))
+        return 202, {"session_ids": ids}
+
+    return await _answer(gw, request, tenant, obj, len(items), produce)
+
+
+def _session_route(name: str) -> Callable[[Gateway, web.Request], Awaitable[web.StreamResponse]]:
+    counter = metrics.COMMANDS.labels(name)
+
+    async def handle(gw: Gateway, request: web.Request) -> web.StreamResponse:
+        tenant = await gw.tenant(request)
+        session_id = request.match_info["session_id"]
+        gw.admit(request, tenant)
+        raw = await gw.body(request)
+        obj = None if name == "Cancel" and not raw.strip() else parse_json(raw)
+        record = session_command(
+            name, obj, tenant=tenant.tenant_id, session_id=session_id, event_id="",
+            time_ms=int(time.time() * 1000),
+        )  # fmt: skip
+        if not SESSION_ID.match(session_id) or not await gw.directory.owned_by(
+            session_id, tenant.tenant_id
+        ):
+            raise not_found()
+
+        async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
+            record["event_id"] = events[0]
+            await gw.producer.send_and_wait(gw.inbox, name, record)
+            counter.inc()
+            return 202, {"session_id": session_id, "command_id": record["event_id"]}
+
+        return await _answer(gw, request, tenant, obj, 1, produce)
+
+    return handle
+
+
+ROUTES: list[tuple[str, str, str, Callable[[Gateway, web.Request], Awaitable[Any]]]] = [
+    ("POST", "/v1/sessions", "start_session", start_session),
+    ("POST", "/v1/sessions:batch", "start_batch", start_batch),
+    ("POST", "/v1/sessions/{session_id}/messages", "send_message", _session_route("UserMessage")),
+    ("POST", "/v1/sessions/{session_id}/approvals", "send_approval", _session_route("Approval")),
+    ("POST", "/v1/sessions/{session_id}/cancel", "cancel_session", _session_route("Cancel")),
+]

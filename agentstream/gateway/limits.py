@@ -1,0 +1,173 @@
+"""Push-back: a per-tenant rate limit (429) and the engine's consumer lag (503).
+
+Both are checked before a body is parsed, so a refused request costs little
+and produces nothing.
+
+* :class:`RateLimiter`: a token bucket per tenant, per gateway process (a
+  deployment of N gateways lets a tenant through at up to N x its rate; the
+  bucket is local so the hot path never waits on a shared store). A batch of
+  n sessions takes n tokens. The refusal says when enough tokens will be back.
+* :class:`LagMonitor`: every ``interval`` it measures how far the engine's
+  consumer group (``<prefix>.engine``) is behind the inbox end offsets. Past
+  ``max_lag`` records, commands get 503 with a Retry-After estimated from the
+  rate at which the engine is catching up. Reads are never refused for lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from agentstream.gateway.errors import retry_later
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """Token buckets keyed by tenant; see the module docstring."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    def wait_s(
+        self,
+        tenant: str,
+        n: int = 1,
+        *,
+        rate_per_s: float | None = None,
+        burst: int | None = None,
+        now: float | None = None,
+    ) -> float:
+        """Take ``n`` tokens and return 0.0, or take none and return the seconds to wait."""
+        rate = rate_per_s or self.rate_per_s
+        size = burst or self.burst
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = _Bucket(float(size), now)
+        else:
+            bucket.tokens = min(float(size), bucket.tokens + (now - bucket.at) * rate)
+            bucket.at = now
+        if bucket.tokens >= n:
+            bucket.tokens -= n
+            return 0.0
+        if n > size:
+            return float("inf")
+        return (n - bucket.tokens) / rate
+
+    def check(
+        self, tenant: str, n: int = 1, *, rate_per_s: float | None = None, burst: int | None = None
+    ) -> None:
+        """Raise 429 (with Retry-After) unless ``n`` tokens are available."""
+        wait = self.wait_s(tenant, n, rate_per_s=rate_per_s, burst=burst)
+        if wait > 0.0:
+            if wait == float("inf"):
+                raise retry_later(
+                    429, "rate_limited", f"{n} commands exceed this tenant's burst", 60.0
+                )
+            raise retry_later(429, "rate_limited", "rate limit exceeded for this tenant", wait)
+
+
+class LagMonitor:
+    """How far the engine group is behind the inbox; see the module docstring."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        inbox: str,
+        *,
+        group_id: str,
+        max_lag: int,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.kafka = kafka
+        self.inbox = inbox
+        self.group_id = group_id
+        self.max_lag = max_lag
+        self.interval_s = interval_s
+        self.lag: int | None = None
+        """Records behind at the last measurement; None until measured or when Kafka fails."""
+        self.catch_up_per_s: float = 0.0
+        """Records per second the lag shrank by, at the last two measurements."""
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last: tuple[float, int] | None = None
+
+    async def start(self) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap)
+        await self._admin.start()
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap)
+        await self._consumer.start()
+        with contextlib.suppress(Exception):
+            await self.refresh()
+        self._task = asyncio.create_task(self._run(), name="lag-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.lag = None
+                log.warning("cannot measure the engine's lag: %s", error)
+
+    async def refresh(self) -> int:
+        """Measure now; returns the lag in records."""
+        assert self._admin is not None and self._consumer is not None
+        tps = [TopicPartition(self.inbox, p) for p in range(self.kafka.partitions)]
+        ends = await self._consumer.end_offsets(tps)
+        committed = await self._admin.list_consumer_group_offsets(self.group_id)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(0, int(ends[tp]) - done)
+        now = time.monotonic()
+        if self._last is not None and now > self._last[0]:
+            shrink = (self._last[1] - lag) / (now - self._last[0])
+            self.catch_up_per_s = max(0.0, shrink)
+        self._last = (now, lag)
+        self.lag = lag
+        return lag
+
+    def check(self) -> None:
+        """Raise 503 (with Retry-After) while the engine is more than ``max_lag`` behind."""
+        lag = self.lag
+        if lag is None or lag <= self.max_lag:
+            return
+        excess = lag - self.max_lag
+        wait = excess / self.catch_up_per_s if self.catch_up_per_s > 0 else 5.0
+        raise retry_later(
+            503,
+            "overloaded",
+            f"the session engine is {lag} commands behind; retry later",
+            min(60.0, wait),
+        )
