@@ -40,6 +40,11 @@ class PoisonEvent(ValueError):
     """An event the read models cannot apply; it goes to the DLQ."""
 
 
+def clean(text: str) -> str:
+    """``text`` storable in Postgres: NUL (legal in Avro and JSON, not in ``text``) -> U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 @dataclass(slots=True)
 class SessionRow:
     """A session's read-model row, as the fold works on it."""
@@ -105,7 +110,7 @@ class BatchFold:
     def apply(self, partition: int, offset: int, name: str, event: Mapping[str, Any]) -> bool:
         """Fold one event; False when it is a duplicate. Raises PoisonEvent."""
         try:
-            session_id = str(event["session_id"])
+            session_id = clean(str(event["session_id"]))
             seq = int(event["seq"])
             time_ms = int(event["time_ms"])
             row = self.sessions.get(session_id)
@@ -130,6 +135,8 @@ class BatchFold:
             raise PoisonEvent(f"{name}: {error!r}") from error
         self.dirty.add(session_id)
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        if "\\u0000" in body:  # json.dumps escapes NUL; jsonb refuses \u0000
+            body = body.replace("\\u0000", "\\ufffd")
         self.events.append(
             (session_id, seq, row.tenant_id, name, partition, offset, utc(time_ms), body)
         )
@@ -139,6 +146,7 @@ class BatchFold:
     # -- row helpers ------------------------------------------------------------
 
     def message(self, row: SessionRow, e: Mapping[str, Any], role: str, text: str) -> None:
+        text = clean(text)
         row.last_message, row.last_message_role = text, role
         self.messages.append(
             (row.session_id, int(e["seq"]), row.tenant_id, role, text, utc(int(e["time_ms"])))
@@ -146,19 +154,23 @@ class BatchFold:
 
     def llm(self, row: SessionRow, call_id: str, **columns: Any) -> None:
         found = self.llm_calls.setdefault((row.session_id, call_id), {})
-        found.update((k, v) for k, v in columns.items() if v is not None)
+        found.update((k, _storable(v)) for k, v in columns.items() if v is not None)
 
     def tool(self, row: SessionRow, call_id: str, **columns: Any) -> None:
         found = self.tool_calls.setdefault((row.session_id, call_id), {})
-        found.update((k, v) for k, v in columns.items() if v is not None)
+        found.update((k, _storable(v)) for k, v in columns.items() if v is not None)
+
+
+def _storable(value: Any) -> Any:
+    return clean(value) if isinstance(value, str) else value
 
 
 def _started(partition: int, e: Mapping[str, Any]) -> SessionRow:
     time_ms = int(e["time_ms"])
     return SessionRow(
-        session_id=str(e["session_id"]),
-        tenant_id=str(e["tenant_id"]),
-        agent=str(e["agent"]),
+        session_id=clean(str(e["session_id"])),
+        tenant_id=clean(str(e["tenant_id"])),
+        agent=clean(str(e["agent"])),
         status="running",
         keep_open=bool(e.get("keep_open", False)),
         awaiting=set(),
@@ -166,14 +178,14 @@ def _started(partition: int, e: Mapping[str, Any]) -> SessionRow:
         partition=partition,
         seq=int(e["seq"]),
         steps=0,
-        input=str(e["input"]),
+        input=clean(str(e["input"])),
         last_message=None,
         last_message_role=None,
         output=None,
         end_reason=None,
         tokens=0,
         cost_usd=0.0,
-        metadata={str(k): str(v) for k, v in (e.get("metadata") or {}).items()},
+        metadata={clean(str(k)): clean(str(v)) for k, v in (e.get("metadata") or {}).items()},
         created_ms=time_ms,
         updated_ms=time_ms,
     )
@@ -295,7 +307,7 @@ def _approval_resolved(f: BatchFold, row: SessionRow, e: Mapping[str, Any], t: i
 def _assistant_message(f: BatchFold, row: SessionRow, e: Mapping[str, Any], t: int) -> None:
     text = str(e["text"])
     f.message(row, e, "assistant", text)
-    row.output = text
+    row.output = clean(text)
     if row.keep_open:
         row.status = "waiting_for_user"
 
@@ -305,9 +317,10 @@ def _ended(name: str) -> Any:
 
     def apply(f: BatchFold, row: SessionRow, e: Mapping[str, Any], t: int) -> None:
         row.status = status
-        row.end_reason = e.get("reason") or status
+        row.end_reason = clean(e.get("reason") or status)
         if status == "completed":
-            row.output = e.get("output", row.output)
+            output = e.get("output", row.output)
+            row.output = None if output is None else clean(output)
         row.awaiting, row.pending_tools = set(), set()
 
     return apply

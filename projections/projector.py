@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -170,6 +171,9 @@ class Projector:
                 await self.apply(batches)
             except asyncio.CancelledError:
                 raise
+            except asyncpg.DataError:
+                log.warning("a batch holds a value Postgres refuses; applying it record by record")
+                await self._apply_isolated(batches)
             except Exception:
                 log.exception("projector batch failed; retrying from the tracked offsets")
                 await asyncio.sleep(1.0)
@@ -222,6 +226,27 @@ class Projector:
         self._applied_counter.inc(fold.applied)
         self._batch_timer.observe(time.perf_counter() - started)
         return fold.applied
+
+    async def _apply_isolated(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Apply a refused batch one record at a time; what Postgres refuses goes to the DLQ.
+
+        Only after ``asyncpg.DataError`` (a value no table can hold), so one
+        bad event cannot stop its partition. Events after it apply normally.
+        """
+        for tp in sorted(batches):
+            for message in batches[tp]:
+                try:
+                    await self.apply({tp: [message]})
+                except asyncpg.DataError as error:
+                    async with self.engine.connect() as connection:
+                        raw = await driver(connection)
+                        async with raw.transaction():
+                            stored = await lock_positions(raw, self.stream, [tp.partition])
+                            if message.offset > stored.get(tp.partition, -1):
+                                await set_positions(
+                                    raw, self.stream, {tp.partition: message.offset}
+                                )
+                                await self._dead_letter([(message, f"rejected: {error}")])
 
     async def _dead_letter(self, poison: list[tuple[Any, str]]) -> None:
         assert self._dlq is not None
