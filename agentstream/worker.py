@@ -26,8 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from processors.agents import AgentCatalog
 from processors.engine import SessionEngine
 from processors.executors import WorkExecutor
-from processors.handlers import ModelRouter, llm_handler, tool_handler
+from processors.pool.executor import LLMExecutor
 from processors.settings import EngineSettings, ExecutorSettings
+from processors.tool_runner import ToolRunner
 from streams.catalogue import Catalogue
 from streams.dlq import ERROR, ORIGIN_TOPIC, REASON, SOURCE
 from streams.settings import KafkaSettings
@@ -74,23 +75,17 @@ class Components:
                 kafka=kafka, settings=engine_settings or EngineSettings.from_env(), agents=agents
             )
         executor_settings = executor_settings or ExecutorSettings.from_env()
-        if "llm" in roles:
+        if "llm" in roles:  # the LLM pool: providers, routing, limits, cache, deltas
             built.executors.append(
-                WorkExecutor(
-                    name="llm",
-                    kafka=kafka,
-                    topic=catalogue.llm_calls,
-                    handler=llm_handler(ModelRouter(agents), agents),
-                    settings=executor_settings,
-                )
+                LLMExecutor(kafka=kafka, agents=agents, settings=executor_settings)
             )
-        if "tools" in roles:
+        if "tools" in roles:  # allow-list, timeouts, output limit, sandbox
             built.executors.append(
                 WorkExecutor(
                     name="tools",
                     kafka=kafka,
                     topic=catalogue.tool_calls,
-                    handler=tool_handler(agents.registry(fail_all=fail_tools)),
+                    handler=ToolRunner(agents, fail_all=fail_tools).handler(),
                     settings=executor_settings,
                 )
             )

@@ -6,10 +6,12 @@ tool's failure: a failure is a result the engine records and the model sees.
 A work item whose deadline passed is skipped: the engine's durable timer has
 timed the call out already, and a late result would be ignored anyway.
 
-The LLM handler asks a :class:`Model` by the model name in the work item. In
-this module models are found by :class:`ModelRouter`, which knows the built-in
-simulated model; the LLM pool (real providers, routing, failover) plugs in
-behind the same ``Model`` protocol.
+The LLM handler asks a :class:`Model` by the model name in the work item.
+:class:`ModelRouter` hands out the LLM pool's models (``processors.pool``) for
+every provider, the simulated one included, so routing, breakers, limits and
+the cache apply to all alike. The worker's LLM role uses the pool's own
+handler (``processors.pool.handler``), which adds tenant limits, priorities,
+the response cache and token deltas to what this one does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from processors import metrics
 from processors.agents import AgentCatalog
 from processors.executors import Handler, Record
 from processors.llm_types import LLMRequest, LLMResponse, ModelError
+from processors.pool import LLMPool, PoolSettings
 from processors.sim import SimulatedModel
 from processors.tools import ToolRegistry, run_tool
 
@@ -36,34 +39,29 @@ class Model(Protocol):
 
 
 class ModelRouter:
-    """Model name (from the agents file) → the Model that serves it.
+    """Model name (from the agents file) → the Model that serves it: the LLM pool's.
 
-    A model whose endpoints are all ``provider: sim`` is served by a simulated
-    model built from the endpoint's options; other providers are the LLM pool's.
+    ``sim`` answers ``provider: sim`` endpoints that set no options. The pool is
+    built at once, so an endpoint that cannot work (say, its ``api_key_env`` is
+    unset) is refused here, at start. ``await router.pool.aclose()`` when done.
     """
 
-    def __init__(self, agents: AgentCatalog, *, sim: SimulatedModel | None = None) -> None:
+    def __init__(
+        self,
+        agents: AgentCatalog,
+        *,
+        sim: SimulatedModel | None = None,
+        pool: LLMPool | None = None,
+    ) -> None:
         self._agents = agents
-        self._default_sim = sim or SimulatedModel()
+        self.pool = pool or LLMPool(agents, PoolSettings.from_env(), sim=sim)
         self._models: dict[str, Model] = {}
 
     def model(self, name: str) -> Model:
         found = self._models.get(name)
-        if found is not None:
-            return found
-        config = self._agents.model(name)
-        if config is None:
-            raise ModelError(f"unknown model {name!r}", retryable=False)
-        providers = {endpoint.provider for endpoint in config.endpoints}
-        if providers != {"sim"}:
-            raise ModelError(
-                f"model {name!r} uses providers {sorted(providers)}; only 'sim' is served here",
-                retryable=False,
-            )
-        options = config.endpoints[0].options
-        model: Model = SimulatedModel.from_options(options) if options else self._default_sim
-        self._models[name] = model
-        return model
+        if found is None:
+            found = self._models[name] = self.pool.model(name)
+        return found
 
 
 def _now_ms() -> int:

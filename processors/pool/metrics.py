@@ -58,3 +58,8 @@ COST = Counter(
     "Cost of model calls in US dollars from the agents file's price table.",
     ["model"],
 )
+DELTAS = Counter(
+    "agentstream_llm_deltas_total",
+    "Token deltas queued for the deltas topic (sent) or given up on (dropped).",
+    ["outcome"],
+)

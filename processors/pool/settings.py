@@ -82,6 +82,10 @@ class PoolSettings:
     batch_concurrency: int = 64
     """Batch-lane calls in flight per endpoint."""
 
+    # streaming
+    stream_deltas: bool = True
+    """Stream answers, publishing token deltas while calls run (``..._STREAM_DELTAS``)."""
+
     # transport
     http: str = "aiohttp"
     """aiohttp | httpx (see processors.pool.http)."""
