@@ -34,6 +34,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from agentstream.gateway.auth import Authenticator
+from agentstream.gateway.encoding import StartSessionEncoder
 from agentstream.gateway.errors import ApiError, retry_later
 from agentstream.gateway.idempotency import IdempotencyStore
 from agentstream.gateway.limits import LagMonitor, RateLimiter
@@ -77,6 +78,7 @@ class Gateway:
         self.inbox = self.catalogue.inbox.name
         self.stream = self.catalogue.events.name
         self.codec = Codec()
+        self.start_encoder = StartSessionEncoder(self.codec)
         self.with_projector = projector
         self.migrate = migrate
         self.db = create_engine(settings.database_url)

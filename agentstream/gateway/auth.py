@@ -57,6 +57,16 @@ class Authenticator:
         self._good.clear()
         self._bad.clear()
 
+    def cached(self, header: str | None) -> Tenant | None:
+        """The tenant of a key seen recently, without any I/O; None means ask
+        :meth:`authenticate` (which also produces the 401s)."""
+        if header is None or not header.startswith("Bearer "):
+            return None
+        entry = self._good.get(hash_key(header[7:].strip()))
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
     async def authenticate(self, header: str | None) -> Tenant:
         token = bearer_token(header)
         digest = hash_key(token)

@@ -5,6 +5,10 @@ Every check happens before anything is produced (auth 401, size 413, rate
 leaves the inbox untouched. Commands go to the inbox keyed by session id
 (murmur2, the session's shard) through the idempotent, acks=all producer, and
 202 is answered only once Kafka acked: an accepted command is durable.
+
+``POST /v1/sessions`` without an Idempotency-Key is the hot path: the key
+cache is read synchronously, the record encoded by hand
+(:mod:`agentstream.gateway.encoding`) and handed to aiokafka directly.
 """
 
 from __future__ import annotations
@@ -31,23 +35,36 @@ from agentstream.gateway.requests import (
 )
 from agentstream.gateway.tenants import Tenant
 from processors.core import NAMESPACE
+from schemas import SchemaError
 from streams.partitioner import partition_for_key
+from streams.producer import OutgoingRecord, type_headers
 
 Produce = Callable[[list[str], list[str]], Awaitable[tuple[int, dict[str, Any]]]]
 """Given event ids and default session ids, produce and return (status, answer body)."""
 
 _START = metrics.COMMANDS.labels("StartSession")
+_START_HEADERS = type_headers("StartSession")
 
 
 def _ids(gw: Gateway, tenant: Tenant, key: str | None, n: int) -> tuple[list[str], list[str]]:
-    """Event ids and default session ids: random, or derived from the Idempotency-Key."""
+    """Event ids and default session ids: random, or derived from the Idempotency-Key.
+
+    Derived ids make a retried start after a crash between produce and the
+    stored answer a duplicate the engine drops (same event id, same session).
+    """
     if key is None:
-        return new_ids(n), new_ids(n)
+        ids = new_ids(2 * n)
+        return ids[:n], ids[n:]
     base = f"{gw.stream}:{tenant.tenant_id}:{key}"
     return (
         [str(uuid.uuid5(NAMESPACE, f"{base}:event:{i}")) for i in range(n)],
         [str(uuid.uuid5(NAMESPACE, f"{base}:session:{i}")) for i in range(n)],
     )
+
+
+def _unencodable(error: Exception) -> ApiError:
+    """A string JSON allows but UTF-8 does not (a lone surrogate such as "\\ud800")."""
+    return invalid("", f"the body holds text that is not valid Unicode: {error}")
 
 
 async def _answer(
@@ -80,12 +97,28 @@ async def _answer(
     return web.Response(status=status, body=body, content_type="application/json")
 
 
+async def _check_new(gw: Gateway, session_id: str) -> None:
+    """409 when a client-chosen session id is already in use (by anyone)."""
+    if await gw.directory.owner(session_id) is not None:
+        raise ApiError(409, "session_exists", f"session id {session_id!r} is already in use")
+
+
+def _encode_start(gw: Gateway, record: dict[str, Any]) -> OutgoingRecord:
+    try:
+        value = gw.start_encoder.encode(record)
+        key = record["session_id"].encode("utf-8")
+    except (UnicodeEncodeError, SchemaError) as error:
+        raise _unencodable(error) from None
+    return OutgoingRecord(
+        gw.inbox, key, value, _START_HEADERS, partition_for_key(key, gw.kafka.partitions)
+    )
+
+
 async def start_session(gw: Gateway, request: web.Request) -> web.StreamResponse:
-    tenant = await gw.tenant(request)
+    tenant = gw.auth.cached(request.headers.get("Authorization")) or await gw.tenant(request)
     gw.admit(request, tenant)
     obj = parse_json(await gw.body(request))
-    # Validated before any id is derived, so a bad body never claims an Idempotency-Key;
-    # the ids are filled in by produce.
+    # Validated before any id is derived, so a bad body never claims an Idempotency-Key.
     record = start_record(
         obj, tenant=tenant.tenant_id, event_id="", session_id="",
         time_ms=int(time.time() * 1000), agents=gw.agent_names,
@@ -98,55 +131,51 @@ async def start_session(gw: Gateway, request: web.Request) -> web.StreamResponse
             await _check_new(gw, record["session_id"])
         else:
             record["session_id"] = sessions[0]
-        session_id = record["session_id"]
-        await gw.producer.send_and_wait(gw.inbox, "StartSession", record)
-        gw.directory.started(session_id, tenant.tenant_id)
+        out = _encode_start(gw, record)
+        sent = await gw.producer.aiokafka.send(
+            out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
+        )
+        await sent
+        gw.directory.started(record["session_id"], tenant.tenant_id)
         _START.inc()
-        return 202, {"session_id": session_id, "command_id": record["event_id"]}
+        return 202, {"session_id": record["session_id"], "command_id": record["event_id"]}
 
     return await _answer(gw, request, tenant, obj, 1, produce)
 
 
-async def _check_new(gw: Gateway, session_id: str) -> None:
-    """409 when a client-chosen session id is already in use (by anyone)."""
-    if await gw.directory.owner(session_id) is not None:
-        raise ApiError(409, "session_exists", f"session id {session_id!r} is already in use")
-
-
 async def start_batch(gw: Gateway, request: web.Request) -> web.StreamResponse:
-    tenant = await gw.tenant(request)
+    tenant = gw.auth.cached(request.headers.get("Authorization")) or await gw.tenant(request)
     gw.admit(request, tenant, 0)  # size and lag now; the rate once the count is known
     obj = parse_json(await gw.body(request))
     items = batch_items(obj, gw.settings.batch_max)
     now_ms = int(time.time() * 1000)
+    tenant_id, agents = tenant.tenant_id, gw.agent_names
     records = [
         start_record(
-            item, tenant=tenant.tenant_id, event_id="", session_id="", time_ms=now_ms,
-            agents=gw.agent_names, prefix=f"sessions[{i}].",
+            item, tenant=tenant_id, event_id="", session_id="", time_ms=now_ms, agents=agents,
+            index=i,
         )
         for i, item in enumerate(items)
     ]  # fmt: skip
     chosen = [i for i, record in enumerate(records) if record["session_id"]]
     if len({records[i]["session_id"] for i in chosen}) < len(chosen):
         raise invalid("sessions", "a session_id appears twice in the batch")
-    gw.rates.check(tenant.tenant_id, len(items), rate_per_s=tenant.rate_per_s, burst=tenant.burst)
+    gw.rates.check(tenant_id, len(items), rate_per_s=tenant.rate_per_s, burst=tenant.burst)
 
     async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
-        producer = gw.producer
-        partitions = gw.kafka.partitions
         for i in chosen:
             await _check_new(gw, records[i]["session_id"])
-        out_records = []
-        for i, record in enumerate(records):
-            record["event_id"] = events[i]
+        out = []
+        for record, event_id, session_id in zip(records, events, sessions, strict=True):
+            record["event_id"] = event_id
             if not record["session_id"]:
-                record["session_id"] = sessions[i]
-            out = producer.encode(gw.inbox, "StartSession", record)
-            out_records.append(out._replace(partition=partition_for_key(out.key, partitions)))
-        await producer.send_many(out_records, partition_count=partitions)
+                record["session_id"] = session_id
+            out.append(_encode_start(gw, record))
+        await gw.producer.send_many(out, partition_count=gw.kafka.partitions)
         ids = [record["session_id"] for record in records]
+        started = gw.directory.started
         for session_id in ids:
-            gw.directory.started(session_id, tenant.tenant_id)
+            started(session_id, tenant_id)
         _START.inc(len(ids))
         return 202, {"session_ids": ids}
 
@@ -173,7 +202,14 @@ def _session_route(name: str) -> Callable[[Gateway, web.Request], Awaitable[web.
 
         async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
             record["event_id"] = events[0]
-            await gw.producer.send_and_wait(gw.inbox, name, record)
+            try:
+                out = gw.producer.encode(gw.inbox, name, record)
+            except (UnicodeEncodeError, SchemaError) as error:
+                raise _unencodable(error) from None
+            sent = await gw.producer.aiokafka.send(
+                out.topic, out.value, key=out.key, headers=out.headers
+            )
+            await sent
             counter.inc()
             return 202, {"session_id": session_id, "command_id": record["event_id"]}
 

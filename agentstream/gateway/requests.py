@@ -33,6 +33,7 @@ MESSAGE_FIELDS = frozenset({"text"})
 APPROVAL_FIELDS = frozenset({"call_id", "approved", "reason"})
 CANCEL_FIELDS = frozenset({"reason"})
 _LONG = 2**63
+_ABSENT = object()
 
 
 def parse_json(body: bytes) -> Any:
@@ -43,16 +44,17 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
 
 
+_VARIANT = {c: "89ab"[int(c, 16) >> 2] for c in "0123456789abcdef"}
+
+
 def new_ids(n: int) -> list[str]:
     """``n`` random UUID4 strings (one urandom call: cheaper than uuid.uuid4 per id)."""
-    raw = bytearray(os.urandom(16 * n))
-    ids = []
-    for i in range(0, 16 * n, 16):
-        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
-        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
-        h = raw[i : i + 16].hex()
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return ids
+    h = os.urandom(16 * n).hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 def _object(obj: Any, where: str) -> Mapping[str, Any]:
@@ -94,10 +96,53 @@ def _fast_start(body: Mapping[str, Any]) -> bool:
     idle = body.get("idle_timeout_ms", 0)
     if type(idle) is not int or not -_LONG <= idle < _LONG:
         return False
-    metadata = body.get("metadata")
-    if metadata is None:
+    metadata = body.get("metadata", _ABSENT)
+    if metadata is _ABSENT:
         return True
     return type(metadata) is dict and all(type(v) is str for v in metadata.values())
+
+
+def _fast_record(
+    body: Mapping[str, Any],
+    tenant: str,
+    event_id: str,
+    session_id: str,
+    time_ms: int,
+    agents: Collection[str],
+    index: int | None,
+) -> dict[str, Any]:
+    """The record of a body that passed ``_fast_start`` (types exact, no unknown field);
+    anything else to refuse goes back through :func:`start_record` for the error."""
+    chosen = body.get("session_id")
+    if chosen is not None:
+        if type(chosen) is not str or not SESSION_ID.match(chosen):
+            return start_record(
+                dict(body, session_id=chosen), tenant=tenant, event_id=event_id,
+                session_id=session_id, time_ms=time_ms, agents=agents,
+                index=index, slow=True,
+            )  # fmt: skip
+        session_id = chosen
+    agent = body["agent"]
+    idle = body.get("idle_timeout_ms", 0)
+    if agent not in agents or idle < 0:
+        return start_record(
+            body, tenant=tenant, event_id=event_id, session_id=session_id, time_ms=time_ms,
+            agents=agents, index=index, slow=True,
+        )  # fmt: skip
+    metadata = body.get("metadata")
+    return {
+        "event_id": event_id,
+        "session_id": session_id,
+        "tenant_id": tenant,
+        "time_ms": time_ms,
+        "causation_id": None,
+        "correlation_id": None,
+        "agent": agent,
+        "input": body["input"],
+        "keep_open": body.get("keep_open", False),
+        "idle_timeout_ms": idle,
+        "metadata": dict(metadata) if metadata is not None else {},
+    }
 
 
 def start_record(
@@ -108,7 +153,8 @@ def start_record(
     session_id: str,
     time_ms: int,
     agents: Collection[str],
-    prefix: str = "",
+    index: int | None = None,
+    slow: bool = False,
 ) -> dict[str, Any]:
     """The StartSession record for body ``obj`` (``session_id`` unless the body names one).
 
@@ -116,9 +162,12 @@ def start_record(
     caller fills them in once the request is admitted (ids may depend on the
     Idempotency-Key).
 
-    422 naming the field (``prefix`` + name) for anything wrong, including an
-    agent the catalogue does not know.
+    422 naming the field for anything wrong, including an agent the catalogue
+    does not know; with ``index`` (a batch item) the field is ``sessions[index].name``.
     """
+    if not slow and type(obj) is dict and obj.keys() <= START_FIELDS and _fast_start(obj):
+        return _fast_record(obj, tenant, event_id, session_id, time_ms, agents, index)
+    prefix = "" if index is None else f"sessions[{index}]."
     body = _object(obj, prefix.rstrip(".") or "")
     _fields(body, START_FIELDS, prefix)
     chosen = body.get("session_id")
