@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from processors.agents import EndpointConfig, ModelConfig
 from processors.llm_types import LLMRequest, LLMResponse, ModelError, canonical_json
@@ -29,6 +30,22 @@ from processors.sim import SimulatedModel
 EWMA_ALPHA = 0.3
 """Weight of the newest call time in the latency estimate."""
 _STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class EndpointMetrics:
+    """This endpoint's metric children, looked up once (``labels()`` is costly per call)."""
+
+    def __init__(self, model: str, label: str) -> None:
+        self._labels = (model, label)
+        self.inflight = metrics.INFLIGHT.labels(model, label)
+        self.seconds = metrics.REQUEST_SECONDS.labels(model, label)
+        self._outcomes: dict[str, Any] = {}
+
+    def outcome(self, outcome: str) -> Any:
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = metrics.REQUESTS.labels(*self._labels, outcome)
+        return child
 
 
 @dataclass(eq=False)
@@ -51,6 +68,13 @@ class Endpoint:
     batcher: MicroBatcher | None = None
     batch_slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _seen_transitions: int = 0
+    _gauges: EndpointMetrics | None = field(default=None, repr=False)
+
+    @property
+    def gauges(self) -> EndpointMetrics:
+        if self._gauges is None:
+            self._gauges = EndpointMetrics(self.model_name, self.label)
+        return self._gauges
 
     @property
     def label(self) -> str:

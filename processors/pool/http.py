@@ -52,7 +52,7 @@ class HttpReply:
 
     status: int
     headers: Mapping[str, str]
-    """Header names lower-cased."""
+    """Looked up case-insensitively (or with lower-case names)."""
     body: bytes
 
 
@@ -117,7 +117,7 @@ def _lower(headers: Any) -> dict[str, str]:
 class _AiohttpStream:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.status = response.status
-        self.headers = _lower(response.headers)
+        self.headers: Mapping[str, str] = response.headers  # case-insensitive already
         self._response = response
 
     async def read(self) -> bytes:
@@ -128,6 +128,9 @@ class _AiohttpStream:
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return await response.read()  # the common case, without a chunk loop
     parts: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_any():
@@ -144,6 +147,7 @@ class AiohttpTransport:
     def __init__(self, *, max_connections: int = 0) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -155,22 +159,24 @@ class AiohttpTransport:
             )
         return self._session
 
-    @staticmethod
-    def _timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
-        )
+    def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(timeouts)
+        if found is None:
+            if len(self._timeouts) > 1024:  # deadline-bound timeouts vary; keep this small
+                self._timeouts.clear()
+            found = self._timeouts[timeouts] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
+            )
+        return found
 
     async def post(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
     ) -> HttpReply:
         try:
             async with self._client().post(
-                url, data=body, headers=dict(headers), timeout=self._timeout(timeouts)
+                url, data=body, headers=headers, timeout=self._timeout(timeouts)
             ) as response:
-                return HttpReply(
-                    response.status, _lower(response.headers), await _read_capped(response)
-                )
+                return HttpReply(response.status, response.headers, await _read_capped(response))
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise ProviderError("timeout", f"no answer in time ({type(error).__name__})") from None
         except (aiohttp.ClientError, OSError) as error:
@@ -182,7 +188,7 @@ class AiohttpTransport:
     ) -> AsyncIterator[StreamReply]:
         try:
             async with self._client().post(
-                url, data=body, headers=dict(headers), timeout=self._timeout(timeouts)
+                url, data=body, headers=headers, timeout=self._timeout(timeouts)
             ) as response:
                 yield _AiohttpStream(response)
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:

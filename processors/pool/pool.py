@@ -38,7 +38,7 @@ from processors.pool.cache import L1Cache, PostgresCache, ResponseCache, cache_k
 from processors.pool.endpoint import Endpoint, ModelEntry, build_model
 from processors.pool.errors import PoolError, ProviderError, ShedError
 from processors.pool.http import Timeouts, Transport, make_transport
-from processors.pool.providers import estimate_tokens
+from processors.pool.providers import SimProvider, estimate_tokens
 from processors.pool.settings import PoolSettings
 from processors.sim import SimulatedModel
 
@@ -130,6 +130,11 @@ class LLMPool:
         self.admission = Admission(batch_headroom=s.batch_headroom, clock=clock)
         self.cache = ResponseCache(L1Cache(s.cache_entries, s.cache_ttl_s, clock), l2)
         self._tenants: dict[str, tuple[TokenBucket | None, TokenBucket | None]] = {}
+        self._counts_tokens = (
+            s.tenant_default.tpm is not None
+            or any(limits.tpm is not None for limits in s.tenants.values())
+            or any(e.tpm is not None for m in self.models.values() for e in m.endpoints)
+        )
         self._db: Any = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -239,6 +244,8 @@ class LLMPool:
         return await self._admit(needs, ctx, f"tenant {ctx.tenant_id}")
 
     async def _admit(self, needs: list[Need], ctx: CallContext, what: str) -> Ticket:
+        if not needs:
+            return Ticket()
         max_wait = min(self.settings.max_wait(ctx.priority), self._left(ctx))
         try:
             ticket = await self.admission.admit(
@@ -276,7 +283,10 @@ class LLMPool:
         self, chain: list[ModelEntry], request: LLMRequest, ctx: CallContext
     ) -> PoolResult:
         s = self.settings
-        prompt_tokens = estimate_tokens(request.messages, request.tools)
+        # Token estimates only matter to TPM buckets; skip the walk over the prompt otherwise.
+        prompt_tokens = (
+            estimate_tokens(request.messages, request.tools) if self._counts_tokens else 0
+        )
         first_output = chain[0].endpoints[0].provider.max_output_tokens
         tenant = await self._admit_tenant(ctx, prompt_tokens + first_output)
         attempts, waited = 0, tenant.waited_s
@@ -347,7 +357,8 @@ class LLMPool:
                     cost = model.config.prices.cost(
                         response.input_tokens, response.output_tokens, response.cached_tokens
                     )
-                    metrics.COST.labels(model.name).inc(cost)
+                    if cost:
+                        metrics.COST.labels(model.name).inc(cost)
                     return PoolResult(
                         response, model.name, endpoint.label, attempts, cost, "", waited
                     )
@@ -391,17 +402,27 @@ class LLMPool:
             min(endpoint.options.connect_timeout_s or s.connect_timeout_s, timeout), timeout
         )
         sink = None
-        if ctx.on_delta is not None:
+        if ctx.on_delta is not None and (
+            s.stream_sim or not isinstance(endpoint.provider, SimProvider)
+        ):
             on_delta, counter = ctx.on_delta, [0]
 
             async def sink(text: str) -> None:
                 counter[0] += 1
                 await on_delta(counter[0] - 1, text)
 
-        attempt = dataclasses.replace(request, attempt=number)
-        labels = (model.name, endpoint.label)
+        # The constructor, not dataclasses.replace: this runs on every attempt.
+        attempt = LLMRequest(
+            request.model,
+            request.messages,
+            request.tools,
+            request.call_id,
+            request.prompt_hash,
+            number,
+        )
+        gauges = endpoint.gauges
         endpoint.inflight += 1
-        metrics.INFLIGHT.labels(*labels).inc()
+        gauges.inflight.inc()
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -426,6 +447,6 @@ class LLMPool:
             raise ProviderError("malformed", f"{type(error).__name__}: {error}") from None
         finally:
             endpoint.inflight -= 1
-            metrics.INFLIGHT.labels(*labels).dec()
-            metrics.REQUESTS.labels(*labels, outcome).inc()
-            metrics.REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+            gauges.inflight.dec()
+            gauges.outcome(outcome).inc()
+            gauges.seconds.observe(time.perf_counter() - started)

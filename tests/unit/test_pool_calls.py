@@ -368,3 +368,20 @@ async def test_sim_failures_go_through_the_retry_layer() -> None:
     finally:
         await pool.aclose()
     assert any(r.attempts > 1 for r in results)  # some first attempts failed, retries answered
+
+
+async def test_the_simulated_model_streams_only_when_asked() -> None:
+    got: list[str] = []
+
+    async def on_delta(index: int, text: str) -> None:
+        got.append(text)
+
+    request = _request("sim", "Tell me a story, please.")
+    for stream_sim in (False, True):
+        pool = LLMPool(builtin_catalog(), PoolSettings(stream_sim=stream_sim))
+        try:
+            result = await pool.complete(request, CallContext(on_delta=on_delta))
+        finally:
+            await pool.aclose()
+        assert ("".join(got) == result.response.content) is stream_sim
+        got.clear()

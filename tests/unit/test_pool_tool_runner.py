@@ -119,15 +119,17 @@ def _catalog() -> AgentCatalog:
 @pytest.fixture
 def runner() -> ToolRunner:
     CALLS.clear()
-    return ToolRunner(
-        _catalog(), settings=ToolRunnerSettings(max_output_bytes=1000, timeout_s=0.3)
-    )
+    return ToolRunner(_catalog(), settings=ToolRunnerSettings(max_output_bytes=1000, timeout_s=0.3))
 
 
 async def _run(runner: ToolRunner, tool: str, arguments: Any, **extra: Any) -> Any:
     text = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return await runner.run(
-        agent=extra.pop("agent", "worker"), tool=tool, arguments_json=text, call_id="call-7", **extra
+        agent=extra.pop("agent", "worker"),
+        tool=tool,
+        arguments_json=text,
+        call_id="call-7",
+        **extra,
     )
 
 
