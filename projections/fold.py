@@ -23,10 +23,11 @@ raises :class:`PoisonEvent`; the projector sends it to the DLQ and moves on.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 TERMINAL: dict[str, str] = {
     "SessionCompleted": "completed",
@@ -108,18 +109,19 @@ class BatchFold:
     """Events applied (duplicates not counted)."""
 
     def apply(self, partition: int, offset: int, name: str, event: Mapping[str, Any]) -> bool:
-        """Fold one event; False when it is a duplicate. Raises PoisonEvent."""
+        """Fold one event; False when it is a duplicate. Raises PoisonEvent (row untouched)."""
         try:
             session_id = clean(str(event["session_id"]))
             seq = int(event["seq"])
             time_ms = int(event["time_ms"])
             row = self.sessions.get(session_id)
+            if row is not None and seq <= row.seq:
+                return False
+            body = orjson.dumps(event).decode("utf-8")
             if row is None:
                 if name != "SessionStarted":
                     raise PoisonEvent(f"{name} (seq {seq}) for a session without SessionStarted")
                 row = self.sessions[session_id] = _started(partition, event)
-            elif seq <= row.seq:
-                return False
             elif name == "SessionStarted":
                 raise PoisonEvent(f"second SessionStarted for session {session_id} (seq {seq})")
             else:
@@ -134,8 +136,7 @@ class BatchFold:
                 raise
             raise PoisonEvent(f"{name}: {error!r}") from error
         self.dirty.add(session_id)
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-        if "\\u0000" in body:  # json.dumps escapes NUL; jsonb refuses \u0000
+        if "\\u0000" in body:  # JSON escapes NUL; jsonb refuses \u0000
             body = body.replace("\\u0000", "\\ufffd")
         self.events.append(
             (session_id, seq, row.tenant_id, name, partition, offset, utc(time_ms), body)

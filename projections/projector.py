@@ -8,7 +8,9 @@ the rows (see :mod:`projections.writer`). On assignment the consumer seeks to
 that position + 1; after any failure it rolls back, seeks back there and
 retries, so a crash or restart anywhere applies each event once.
 
-Per batch (``getmany``): decode, lock the batch's tracking rows, drop records
+Per batch (``getmany``), its partitions are dealt into ``parallel`` groups,
+each applied in its own transaction, concurrently (disjoint partitions hold
+disjoint sessions). Per group: decode, lock its tracking rows, drop records
 at or below the stored offsets (another owner got there first), load the
 touched sessions, fold (:mod:`projections.fold`), write, move the tracking
 rows, commit. A record that does not decode, or an event the fold refuses,
@@ -59,6 +61,19 @@ _EVENT_NAMES = frozenset(EVENT_NAMES)
 SOURCE = "projector"
 
 
+def _split(
+    batches: Mapping[TopicPartition, Sequence[Any]], groups: int
+) -> list[dict[TopicPartition, Sequence[Any]]]:
+    """Partitions dealt into at most ``groups`` groups of about equal record counts."""
+    parts: list[dict[TopicPartition, Sequence[Any]]] = [{} for _ in range(groups)]
+    sizes = [0] * groups
+    for tp in sorted(batches, key=lambda tp: -len(batches[tp])):
+        smallest = sizes.index(min(sizes))
+        parts[smallest][tp] = batches[tp]
+        sizes[smallest] += len(batches[tp])
+    return [part for part in parts if part]
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, projector: Projector) -> None:
         self._projector = projector
@@ -81,8 +96,11 @@ class Projector:
         max_batch_records: int = 5000,
         codec: Codec | None = None,
         group_id: str | None = None,
+        parallel: int = 2,
     ) -> None:
         self.kafka = kafka
+        self.parallel = max(1, parallel)
+        """Partition groups applied concurrently per batch (each in its own transaction)."""
         self.engine = engine
         self.catalogue = Catalogue.from_settings(kafka)
         self.stream = self.catalogue.events.name
@@ -167,18 +185,30 @@ class Projector:
             batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch_records)
             if not batches:
                 continue
-            try:
-                await self.apply(batches)
-            except asyncio.CancelledError:
-                raise
-            except asyncpg.DataError:
-                log.warning("a batch holds a value Postgres refuses; applying it record by record")
-                await self._apply_isolated(batches)
-            except Exception:
-                log.exception("projector batch failed; retrying from the tracked offsets")
+            # Disjoint partition groups hold disjoint sessions: their transactions never
+            # touch the same rows, so they run concurrently, and the decoding and folding
+            # of one overlaps the other's wait on Postgres.
+            groups = _split(batches, self.parallel)
+            results = await asyncio.gather(
+                *(self._apply_or_isolate(group) for group in groups), return_exceptions=True
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            for failure in failures:
+                if isinstance(failure, asyncio.CancelledError):
+                    raise failure
+            if failures:
+                log.error("projector batch failed; retrying from the tracked offsets: %r",
+                          failures[0])  # fmt: skip
                 await asyncio.sleep(1.0)
                 with contextlib.suppress(Exception):
                     await self.seek_to_tracked(consumer.assignment())
+
+    async def _apply_or_isolate(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        try:
+            await self.apply(batches)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+            log.warning("a batch holds a value Postgres refuses; applying it record by record")
+            await self._apply_isolated(batches)
 
     async def apply(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> int:
         """Apply one ``getmany`` result in one Postgres transaction; events applied."""
@@ -230,14 +260,15 @@ class Projector:
     async def _apply_isolated(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Apply a refused batch one record at a time; what Postgres refuses goes to the DLQ.
 
-        Only after ``asyncpg.DataError`` (a value no table can hold), so one
-        bad event cannot stop its partition. Events after it apply normally.
+        Only after a data or constraint error (a value no table can hold, a row
+        that should not exist), so one bad event cannot stop its partition.
+        Events after it apply normally.
         """
         for tp in sorted(batches):
             for message in batches[tp]:
                 try:
                     await self.apply({tp: [message]})
-                except asyncpg.DataError as error:
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
                     async with self.engine.connect() as connection:
                         raw = await driver(connection)
                         async with raw.transaction():

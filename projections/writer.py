@@ -1,8 +1,8 @@
 """Batched writes of a :class:`~projections.fold.BatchFold`, and the tracking rows.
 
-Every table is written with one multi-row statement per batch: ``INSERT ...
-SELECT FROM unnest($2::text[], ...)`` with typed arrays (asyncpg sends them in
-the binary protocol), upserting where a later batch adds to a row. That is a
+Every table is written with one statement per batch: the events with COPY
+(binary), the others with ``INSERT ... SELECT FROM unnest($2::text[], ...)``
+over typed arrays, upserting where a later batch adds to a row. That is a
 handful of round trips per batch of thousands of events.
 
 Tracking (STYLE.md item 4, like eventsourcing's ProcessRecorder): the offset
@@ -64,12 +64,10 @@ ON CONFLICT (stream, session_id) DO UPDATE SET
     output = EXCLUDED.output, end_reason = EXCLUDED.end_reason, tokens = EXCLUDED.tokens,
     cost_usd = EXCLUDED.cost_usd, updated_at = EXCLUDED.updated_at
 """
-_INSERT_EVENTS = """
-INSERT INTO events (stream, session_id, seq, tenant_id, type, partition, kafka_offset, time, body)
-SELECT $1, u.* FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
-    $7::bigint[], $8::timestamptz[], $9::jsonb[]) AS u
-ON CONFLICT (stream, session_id, seq) DO NOTHING
-"""
+_EVENT_COLUMNS = (
+    "stream", "session_id", "seq", "tenant_id", "type", "partition", "kafka_offset", "time",
+    "body",
+)  # fmt: skip
 _INSERT_MESSAGES = """
 INSERT INTO messages (stream, session_id, seq, tenant_id, role, text, created_at)
 SELECT $1, u.* FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
@@ -223,7 +221,11 @@ def _session_tuple(row: SessionRow) -> tuple[Any, ...]:
 async def write_fold(connection: Any, stream: str, fold: BatchFold) -> None:
     """Write every row ``fold`` collected (inside the caller's transaction)."""
     if fold.events:
-        await connection.execute(_INSERT_EVENTS, stream, *_columns(fold.events, 8))
+        # COPY: a third of the time of a multi-row insert for the widest table. The fold
+        # hands over only seq above the session's stored seq, so no row can already exist.
+        await connection.copy_records_to_table(
+            "events", records=[(stream, *row) for row in fold.events], columns=_EVENT_COLUMNS
+        )
     if fold.dirty:
         rows = [_session_tuple(fold.sessions[s]) for s in sorted(fold.dirty)]
         await connection.execute(_UPSERT_SESSIONS, stream, *_columns(rows, 20))
