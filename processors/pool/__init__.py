@@ -22,7 +22,8 @@ from processors.pool.errors import (
     ProviderError,
     ShedError,
 )
-from processors.pool.pool import CallContext, LLMPool, PooledModel, PoolResult
+from processors.pool.pool import LLMPool, PooledModel
+from processors.pool.records import CallContext, PoolResult
 from processors.pool.settings import PoolSettings, TenantLimits
 
 __all__ = [

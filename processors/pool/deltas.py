@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from processors.pool import metrics
-from processors.pool.pool import DeltaCallback
+from processors.pool.records import DeltaCallback
 from schemas import Codec
 from streams.producer import producer_config, type_headers
 from streams.settings import KafkaSettings

@@ -22,7 +22,8 @@ from processors.executors import Handler, Record
 from processors.llm_types import LLMRequest, ModelError, llm_result_record
 from processors.pool.deltas import DeltaPublisher
 from processors.pool.errors import PoolError
-from processors.pool.pool import CallContext, LLMPool
+from processors.pool.pool import LLMPool
+from processors.pool.records import CallContext
 
 
 def _now_ms() -> int:

@@ -26,11 +26,10 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from processors.agents import AgentCatalog, Priority
+from processors.agents import AgentCatalog
 from processors.llm_types import LLMRequest, LLMResponse, ModelError
 from processors.pool import metrics
 from processors.pool.admission import Admission, Clock, Need, Ticket, TokenBucket
@@ -39,47 +38,12 @@ from processors.pool.endpoint import Endpoint, ModelEntry, build_model
 from processors.pool.errors import PoolError, ProviderError, ShedError
 from processors.pool.http import Timeouts, Transport, make_transport
 from processors.pool.providers import SimProvider, estimate_tokens
+from processors.pool.records import CallContext, PoolResult
 from processors.pool.settings import PoolSettings
 from processors.sim import SimulatedModel
 
-DeltaCallback = Callable[[int, str], Awaitable[None]]
-"""Receives (index, text) of each streamed piece; index restarts at 0 when a call restarts."""
-
-
-@dataclass(frozen=True, slots=True)
-class CallContext:
-    """Who is calling and how: what the work item's envelope and agent say."""
-
-    tenant_id: str = ""
-    """Whose per-tenant limits apply ("" = none)."""
-    priority: Priority = "normal"
-    """interactive | normal | batch (see processors.pool.admission)."""
-    cacheable: bool = False
-    """The agent allows answers from the response cache."""
-    deadline: float | None = None
-    """time.monotonic() after which the call is pointless (the engine has timed it out)."""
-    on_delta: DeltaCallback | None = None
-    """Someone listens for streamed text (the deltas topic)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PoolResult:
-    """An answer and what it took."""
-
-    response: LLMResponse
-    """Zero tokens when it came from the cache (no provider call)."""
-    model: str
-    """The agents-file model that answered: the one asked for, or a fallback."""
-    endpoint: str
-    """Label of the endpoint that answered ("" for a cache hit)."""
-    attempts: int
-    """Provider requests made for this call."""
-    cost_usd: float
-    """From the answering model's price table."""
-    cache: str = ""
-    """"" (provider), "l1", "l2", or "flight" (shared a concurrent identical call)."""
-    waited_s: float = 0.0
-    """Time spent waiting for rate-limit capacity."""
+_ANONYMOUS = CallContext()
+"""No tenant, normal priority, not cacheable, no deadline, no listener."""
 
 
 class PooledModel:
@@ -161,6 +125,22 @@ class LLMPool:
             await self._db.close()
             self._db = None
 
+    def health(self) -> dict[str, list[dict[str, Any]]]:
+        """Every endpoint's live state by model: for /healthz pages and operators."""
+        report: dict[str, list[dict[str, Any]]] = {}
+        for name, model in self.models.items():
+            report[name] = [
+                {
+                    "endpoint": e.label,
+                    "breaker": e.breaker.state,
+                    "inflight": e.inflight,
+                    "ewma_s": e.ewma_s,
+                    "retry_after_s": max(0.0, e.not_before - self._clock()),
+                }
+                for e in model.endpoints
+            ]
+        return report
+
     # -- the public call ----------------------------------------------------------------------
 
     def model(self, name: str) -> PooledModel:
@@ -183,7 +163,7 @@ class LLMPool:
             stack.extend(reversed(entry.config.fallbacks))
         return order
 
-    async def complete(self, request: LLMRequest, ctx: CallContext = CallContext()) -> PoolResult:
+    async def complete(self, request: LLMRequest, ctx: CallContext = _ANONYMOUS) -> PoolResult:
         """Answer ``request`` (see the module docstring); raises ModelError subclasses."""
         chain = self.chain(request.model)
         first = chain[0]

@@ -130,6 +130,9 @@ async def test_5xx_burst_opens_the_breaker_fails_over_and_probes_close_it(
         assert _state(endpoint.breaker) == "closed"
         assert endpoint.breaker.transitions == ["open", "half_open", "closed"]
         assert "recovered" in answers
+        health = pool.health()["m"]
+        assert [h["breaker"] for h in health] == ["closed", "closed"]
+        assert health[0]["ewma_s"] is not None and "127.0.0.1" in health[0]["endpoint"]
     finally:
         await pool.aclose()
 

@@ -1,0 +1,29 @@
+"""The pool's public surface, pinned (STYLE.md item 13): changing it is a decision."""
+
+from __future__ import annotations
+
+import processors.pool
+
+
+def test_public_surface() -> None:
+    assert sorted(processors.pool.__all__) == [
+        "CallContext",
+        "LLMPool",
+        "PoolConfigError",
+        "PoolError",
+        "PoolResult",
+        "PoolSettings",
+        "PooledModel",
+        "ProviderError",
+        "ShedError",
+        "TenantLimits",
+    ]
+    for name in processors.pool.__all__:
+        assert getattr(processors.pool, name).__module__.startswith("processors.pool.")
+
+
+def test_pool_errors_are_model_errors() -> None:
+    from processors.llm_types import ModelError
+
+    for error in ("PoolError", "ProviderError", "ShedError"):
+        assert issubclass(getattr(processors.pool, error), ModelError)
