@@ -283,10 +283,16 @@ class LLMPool:
                         break
                     usable = [e for e in candidates if e.available()]
                     if not usable:
-                        pause = max(0.01, min(e.ready_in() for e in candidates))
-                        if paused + pause > s.max_retry_after_s or pause >= self._left(ctx):
-                            limit = s.max_retry_after_s
-                            errors.append(f"[{model.name}] no endpoint usable within {limit:g}s")
+                        # With a fallback left, fail over now; the last model waits for its
+                        # endpoints (Retry-After, breaker cool-down), up to max_retry_after_s.
+                        last = position == len(chain) - 1
+                        pause = max(0.05, min(e.ready_in() for e in candidates))
+                        if (
+                            not last
+                            or paused + pause > s.max_retry_after_s
+                            or pause >= self._left(ctx)
+                        ):
+                            errors.append(f"[{model.name}] no endpoint usable for {pause:.2g}s")
                             break
                         await asyncio.sleep(pause)
                         paused += pause
@@ -318,7 +324,11 @@ class LLMPool:
                     started = self._clock()
                     try:
                         response = await self._attempt(model, endpoint, request, ctx, attempts)
-                    except ProviderError as error:
+                    except BaseException as error:
+                        if not isinstance(error, ProviderError):  # cancelled: no verdict
+                            endpoint.breaker.release()
+                            ticket.give_back()
+                            raise
                         ticket.settle(0)
                         self._failed(endpoint, error, per_model)
                         errors.append(f"[{endpoint.label}] {error}")
@@ -415,6 +425,9 @@ class LLMPool:
                 return await endpoint.provider.complete(attempt, timeouts, sink)
         except ProviderError as error:
             outcome = error.kind
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
             raise
         except TimeoutError:
             outcome = "timeout"

@@ -388,3 +388,49 @@ async def test_the_simulated_model_streams_only_when_asked() -> None:
             await pool.aclose()
         assert ("".join(got) == result.response.content) is stream_sim
         got.clear()
+
+
+async def test_a_cancelled_probe_leaves_the_breaker_usable(servers: list[FakeModelServer]) -> None:
+    one = servers[0]
+    one.default = Status(500)
+    pool = await _pool(
+        {"m": _model("m", [_endpoint(one)])},
+        breaker_min_calls=2,
+        breaker_open_s=0.1,
+        max_attempts_per_model=1,
+        max_retry_after_s=0.5,
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(PoolError):
+                await pool.complete(_request())
+        await asyncio.sleep(0.15)  # half-open now
+        one.default = Hang()
+        probe = asyncio.create_task(pool.complete(_request()))
+        await asyncio.sleep(0.1)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        one.default = Reply("back")
+        assert (await pool.complete(_request())).response.content == "back"
+    finally:
+        await pool.aclose()
+
+
+async def test_an_unusable_model_fails_over_at_once(servers: list[FakeModelServer]) -> None:
+    primary, spare = servers[0], servers[1]
+    primary.push(Status(429, headers={"Retry-After": "5"}))
+    pool = await _pool(
+        {
+            "m": _model("m", [_endpoint(primary)], fallbacks=("spare",)),
+            "spare": _model("spare", [_endpoint(spare)]),
+        }
+    )
+    try:
+        started = time.monotonic()
+        result = await pool.complete(_request())
+        assert result.model == "spare" and time.monotonic() - started < 1.0
+        again = await pool.complete(_request())  # primary still sits out its Retry-After
+        assert again.model == "spare" and len(primary.seen) == 1
+    finally:
+        await pool.aclose()
