@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import tables as t
 from projections.cursors import decode_cursor, encode_cursor
+from projections.fold import clean
 
 GroupBy = Literal["agent", "model", "day"]
 INTERNAL_METADATA_PREFIX = "agentstream."
@@ -140,6 +141,7 @@ class QueryService:
             conditions.append(s.created_at < created_before)
         if cursor is not None:
             created_us, session_id = decode_cursor("sessions", cursor, (int, str))
+            session_id = clean(session_id)  # stored ids never hold NUL; Postgres refuses it
             at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=created_us)
             conditions.append(tuple_(s.created_at, s.session_id) < tuple_(at, session_id))
         query = (

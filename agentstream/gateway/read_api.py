@@ -17,6 +17,7 @@ from agentstream.gateway.app import Gateway, json_response
 from agentstream.gateway.errors import invalid, not_found
 from agentstream.gateway.requests import SESSION_ID
 from projections.cursors import CursorError
+from projections.fold import clean
 from projections.queries import GroupBy
 
 STATUSES = (
@@ -84,7 +85,7 @@ async def list_sessions(gw: Gateway, request: web.Request) -> web.StreamResponse
         items, next_cursor = await gw.queries.list_sessions(
             tenant.tenant_id,
             status=status,
-            agent=query.get("agent"),
+            agent=None if "agent" not in query else clean(query["agent"]),
             created_after=_time(query, "created_after"),
             created_before=_time(query, "created_before"),
             cursor=query.get("cursor"),

@@ -218,3 +218,15 @@ async def test_sse_resume_misses_and_repeats_nothing(stack: Stack) -> None:
     assert seqs == list(range(1, len(seqs) + 1)), seqs
     assert third[-1]["type"] == "SessionCancelled"
     assert [e["type"] for e in second].count("UserMessageAdded") == 1
+
+
+async def test_nul_in_filters_and_cursors_is_answered_not_500(stack: Stack) -> None:
+    from projections.cursors import encode_cursor
+
+    assert (await stack.client.get("/v1/sessions", params={"agent": "de\x00mo"})).json() == {
+        "items": [],
+        "next": None,
+    }
+    cursor = encode_cursor("sessions", [0, "a\x00b"])
+    answer = await stack.client.get("/v1/sessions", params={"cursor": cursor})
+    assert answer.status_code == 200

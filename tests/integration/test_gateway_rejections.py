@@ -5,6 +5,7 @@ No engine runs here, so nothing else writes to the inbox while we watch it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ async def test_401_missing_invalid_and_revoked_keys(quiet: Quiet) -> None:
     fake = "ask_0123456789ab_" + "A" * 43
     for key in ("nonsense", fake):
         async with quiet.client(key) as client:
-            await refused(quiet, lambda c=client: c.post("/v1/sessions", json=START), 401)
+            await refused(quiet, functools.partial(client.post, "/v1/sessions", json=START), 401)
     tenant, key = await quiet.api.new_tenant()
     async with quiet.client(key) as client:
         assert (await client.get("/v1/usage")).status_code == 200  # the key is cached now
@@ -99,7 +100,8 @@ async def test_413_400_and_422(quiet: Quiet) -> None:
             ({"agent": "no-such-agent", "input": "hi"}, "agent", "unknown_agent"),
         ]
         for body, field, code in cases:
-            error = await refused(quiet, lambda b=body: client.post("/v1/sessions", json=b), 422)
+            post = functools.partial(client.post, "/v1/sessions", json=body)
+            error = await refused(quiet, post, 422)
             assert (error.get("field"), error["code"]) == (field, code), error
         batch = {"sessions": [START, {"agent": "demo", "input": None}, START]}
         error = await refused(quiet, lambda: client.post("/v1/sessions:batch", json=batch), 422)

@@ -140,7 +140,9 @@ async def test_projection_equals_fold_of_the_engines_events(
         _, key = await api.new_tenant()
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=30) as client:
-            batch = [{"agent": "demo", "input": inputs[i % 4]} for i in range(24)]
+            batch: list[dict[str, Any]] = [
+                {"agent": "demo", "input": inputs[i % 4]} for i in range(24)
+            ]
             batch += [{"agent": "demo", "input": "What is 1+1?", "keep_open": True}] * 3
             answer = await client.post("/v1/sessions:batch", json={"sessions": batch})
             assert answer.status_code == 202, answer.text

@@ -20,7 +20,7 @@ def routes() -> set[tuple[str, str]]:
         path = info.get("path") or info.get("formatter")
         if route.method in ("HEAD", "*"):
             continue
-        found.add((route.method, path))
+        found.add((route.method, str(path)))
     return found
 
 
@@ -47,7 +47,7 @@ def test_the_document_is_valid_and_refers_to_defined_schemas() -> None:
 
     document = openapi_document(GatewaySettings(batch_max=7), ["demo", "support"])
     schema = schemathesis.openapi.from_dict(document)
-    assert len([r.ok() for r in schema.get_all_operations()]) == len(routes())
+    assert len(list(schema.get_all_operations())) == len(routes())
     text = str(document)
     for name in set(re.findall(r"#/components/schemas/(\w+)", text)):
         assert name in document["components"]["schemas"]

@@ -105,7 +105,7 @@ def test_batches_and_session_commands() -> None:
         with pytest.raises(ApiError) as refused:
             batch_items(bad, 5)
         assert refused.value.field == field
-    kw = {"tenant": "acme", "session_id": "s1", "event_id": "e", "time_ms": 1}
+    kw: dict[str, Any] = {"tenant": "acme", "session_id": "s1", "event_id": "e", "time_ms": 1}
     assert session_command("Cancel", None, **kw)["reason"] is None
     approval = session_command("Approval", {"call_id": "c", "approved": False}, **kw)
     assert approval["approved"] is False and approval["tenant_id"] == "acme"
