@@ -36,8 +36,14 @@ def decode_cursor(kind: str, token: str, types: tuple[type, ...]) -> list[Any]:
         raise CursorError(f"not a cursor of this list ({kind})")
     position = value[1:]
     if len(position) != len(types) or not all(
-        isinstance(v, t) and not (t is int and isinstance(v, bool))
-        for v, t in zip(position, types, strict=True)
+        _fits(v, t) for v, t in zip(position, types, strict=True)
     ):
         raise CursorError("malformed cursor")
     return position
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """``value`` is a ``kind``; integers are non-negative and fit a Postgres bigint."""
+    if kind is int:
+        return type(value) is int and 0 <= value < 2**62
+    return isinstance(value, kind)

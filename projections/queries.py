@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import tables as t
-from projections.cursors import decode_cursor, encode_cursor
+from projections.cursors import CursorError, decode_cursor, encode_cursor
 from projections.fold import clean
 
 GroupBy = Literal["agent", "model", "day"]
@@ -142,7 +142,10 @@ class QueryService:
         if cursor is not None:
             created_us, session_id = decode_cursor("sessions", cursor, (int, str))
             session_id = clean(session_id)  # stored ids never hold NUL; Postgres refuses it
-            at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=created_us)
+            try:
+                at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=created_us)
+            except OverflowError:
+                raise CursorError("malformed cursor") from None
             conditions.append(tuple_(s.created_at, s.session_id) < tuple_(at, session_id))
         query = (
             select(*_SESSION_COLUMNS)

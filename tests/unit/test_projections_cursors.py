@@ -24,3 +24,9 @@ def test_types_are_checked() -> None:
         decode_cursor("events", encode_cursor("events", ["3"]), (int,))
     with pytest.raises(CursorError):
         decode_cursor("events", encode_cursor("events", [True]), (int,))
+
+
+def test_positions_out_of_range_are_refused() -> None:
+    for value in (-1, 2**62, 2**70):
+        with pytest.raises(CursorError):
+            decode_cursor("events", encode_cursor("events", [value]), (int,))
