@@ -306,6 +306,7 @@ async def main(args: argparse.Namespace) -> None:
         row("in flight at 1 s latency: server-held peak", f"{held['server_peak']:,.0f}")
         wall = held["wall_s"]
         row("wall time for all of them", f"{wall:.2f} s", f"{wall:.2f}x the 1 s floor")
+        row("executor CPU per call there (a new connection each)", _us(held["cpu_per_call_s"]))
     finally:
         fast.stop()
         slow.stop()
