@@ -97,7 +97,7 @@ class Gateway:
         self.directory = SessionDirectory(self.queries)
         self.producer = Producer(kafka, self.codec)
         self.projector: Projector | None = None
-        self._lag_gauge_task: asyncio.Task[None] | None = None
+        self._janitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.migrate:
@@ -108,8 +108,20 @@ class Gateway:
         if self.with_projector:
             self.projector = Projector(self.kafka, self.db)
             await self.projector.start()
+        self._janitor = asyncio.create_task(self._expire_idempotency_keys())
+
+    async def _expire_idempotency_keys(self) -> None:
+        """Every ten minutes, forget Idempotency-Keys older than their TTL."""
+        while True:
+            await asyncio.sleep(600)
+            try:
+                await self.idempotency.expire()
+            except Exception as error:  # Postgres away: next time
+                log.warning("cannot expire idempotency keys: %s", error)
 
     async def stop(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
         if self.projector is not None:
             await self.projector.stop()
         await self.lag.stop()

@@ -146,6 +146,17 @@ class IdempotencyStore:
             )
         self._remember(tenant, key, fp, answer)
 
+    async def expire(self) -> int:
+        """Delete this stream's keys older than ``ttl_s``; how many went."""
+        async with raw_connection(self.engine) as connection:
+            status = await connection.execute(
+                "DELETE FROM idempotency_keys WHERE stream = $1 "
+                "AND created_at < now() - make_interval(secs => $2)",
+                self.stream,
+                self.ttl_s,
+            )
+        return int(str(status).rsplit(" ", 1)[-1])
+
     async def release(self, tenant: str, key: str) -> None:
         async with raw_connection(self.engine) as connection:
             await connection.execute(

@@ -145,6 +145,10 @@ async def test_idempotency_key_produces_one_command(stack: Stack) -> None:
     log = await read_topic(stack.kafka, Catalogue.from_settings(stack.kafka).inbox.name)
     starts = [r for _, _, (name, r), _, _ in log.records if name == "StartSession"]
     assert sum(1 for r in starts if r["session_id"] == session_id) == 1
+    from agentstream.gateway.idempotency import IdempotencyStore
+
+    gateway = stack.api.gateway
+    assert await IdempotencyStore(gateway.db, gateway.stream, ttl_s=0).expire() >= 1
 
 
 async def read_sse(
