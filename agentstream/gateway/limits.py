@@ -144,12 +144,14 @@ class LagMonitor:
         assert self._admin is not None and self._consumer is not None
         tps = [TopicPartition(self.inbox, p) for p in range(self.kafka.partitions)]
         ends = await self._consumer.end_offsets(tps)
+        starts = await self._consumer.beginning_offsets(tps)
         committed = await self._admin.list_consumer_group_offsets(self.group_id)
         lag = 0
         for tp in tps:
             meta = committed.get(tp)
+            # A partition the group never committed counts from its first retained record.
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(0, int(ends[tp]) - done)
+            lag += max(0, int(ends[tp]) - max(done, int(starts[tp])))
         now = time.monotonic()
         if self._last is not None and now > self._last[0]:
             shrink = (self._last[1] - lag) / (now - self._last[0])
