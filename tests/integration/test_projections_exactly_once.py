@@ -166,6 +166,26 @@ async def test_projection_equals_fold_of_the_engines_events(
                 return True if len(found.json()["items"]) == 3 else None
 
             await eventually(cancelled)
+            # Cursor pagination walks every session once, newest first.
+            seen: list[str] = []
+            cursor: str | None = None
+            while True:
+                params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
+                page = (await client.get("/v1/sessions", params=params)).json()
+                seen += [s["session_id"] for s in page["items"]]
+                cursor = page["next"]
+                if cursor is None:
+                    break
+            assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+            first = (await client.get("/v1/sessions", params={"limit": "200"})).json()["items"]
+            assert [s["session_id"] for s in first] == seen
+            created = [s["created_at"] for s in first]
+            assert created == sorted(created, reverse=True)
+            middle = created[len(created) // 2]
+            window = await client.get(
+                "/v1/sessions", params={"created_after": middle, "created_before": created[0]}
+            )
+            assert all(middle <= s["created_at"] < created[0] for s in window.json()["items"])
     catalogue = Catalogue.from_settings(kafka)
     log = (await read_topic(kafka, catalogue.events.name)).by_session()
     await check_against_log(db, catalogue.events.name, log)
