@@ -94,7 +94,7 @@ async def run_sessions(
         bootstrap_servers=kafka.bootstrap,
         isolation_level="read_committed",
         enable_auto_commit=False,
-        fetch_max_wait_ms=5,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
     await producer.start()
     await consumer.start()

@@ -109,7 +109,7 @@ class SessionEngine:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.max_batch_records,
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             max_poll_interval_ms=300_000,

@@ -72,7 +72,8 @@ async def recover_partition(
     """Fold the events after the checkpoint into ``cache``; see the module docstring.
 
     ``consumer`` is a group-less read_committed consumer; this assigns it the
-    one events partition and leaves it assigned to nothing.
+    one events partition and leaves that partition paused (assigning nothing
+    instead makes aiokafka's ``stop`` hang on its fetcher task).
     """
     started = time.perf_counter()
     tp = TopicPartition(events_topic, partition)
@@ -132,4 +133,4 @@ async def recover_partition(
             time.perf_counter() - started,
         )
     finally:
-        consumer.assign([])
+        consumer.pause(tp)

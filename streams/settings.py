@@ -26,6 +26,14 @@ class KafkaSettings:
     """Partition count shared by all session-keyed topics (``AGENTSTREAM_PARTITIONS``)."""
     replication_factor: int = 1
     """Replication factor of new topics (``AGENTSTREAM_REPLICATION_FACTOR``)."""
+    fetch_max_wait_ms: int = 100
+    """Longest a hot-path consumer's fetch waits at the broker for data
+    (``AGENTSTREAM_FETCH_MAX_WAIT_MS``). The broker answers as soon as data is
+    there, but aiokafka does not re-fetch a partition whose records were just
+    consumed while a fetch to the same broker is waiting, so this bounds that
+    stall. Measured on 2 cores, engine + executors at 512 sessions in flight:
+    5 ms → 936 steps/s (empty fetches burn the broker's and our CPU), 100 ms →
+    1,483, 500 ms → 743."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap.strip():
@@ -55,6 +63,9 @@ class KafkaSettings:
             partitions=_int(env, f"{ENV_PREFIX}PARTITIONS", defaults.partitions),
             replication_factor=_int(
                 env, f"{ENV_PREFIX}REPLICATION_FACTOR", defaults.replication_factor
+            ),
+            fetch_max_wait_ms=_int(
+                env, f"{ENV_PREFIX}FETCH_MAX_WAIT_MS", defaults.fetch_max_wait_ms
             ),
         )
 

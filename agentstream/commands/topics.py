@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import sys
@@ -40,11 +41,11 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
     """Settings from the environment, with the command-line options on top."""
     settings = KafkaSettings.from_env()
-    return KafkaSettings(
+    return dataclasses.replace(
+        settings,
         bootstrap=args.bootstrap or settings.bootstrap,
         topic_prefix=args.prefix or settings.topic_prefix,
         partitions=args.partitions or settings.partitions,
-        replication_factor=settings.replication_factor,
     )
 
 

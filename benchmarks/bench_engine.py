@@ -1,0 +1,403 @@
+"""Session engine benchmarks (issue 3), each printing figures and a same-run ratio.
+
+    throughput  steps/s end to end: N demo sessions (zero-latency simulated model)
+                through two `agentstream worker` processes, against the same loop
+                written as plain faust agents (benchmarks.faust_baseline) on the
+                same broker in the same run. Targets: >= 3,000 steps/s, >= 5x faust.
+    overhead    p99 per-step overhead (everything but model time) at half the
+                maximum load, from the events' broker timestamps. Target <= 25 ms.
+    inflight    LLM calls in flight in one executor at 1 s simulated latency,
+                against the ideal (every call started at once). Target >= 5,000.
+    rebuild     one session rebuilt from its snapshot + 1,000 Avro events, p99,
+                against decoding alone. Target p99 <= 50 ms.
+    replay      partition recovery (read + decode + fold) events/s against a bare
+                aiokafka read of the same partition. Target >= 50,000 events/s.
+
+Run: ``python -m benchmarks.bench_engine [which ...] [--sessions N]`` (default: all).
+Needs the local Kafka and Postgres (``agentstream infra up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agentstream.loadgen import LoadReport, run_sessions
+from agentstream.workers import start_worker, wait_until_owned
+from processors.agents import load_agents
+from processors.core import decode_state, encode_state, evolve, rebuild
+from processors.executors import WorkExecutor
+from processors.handlers import ModelRouter, llm_handler
+from processors.recovery import recover_partition
+from processors.session_cache import SessionCache
+from processors.settings import DEFAULT_DATABASE_URL, ExecutorSettings
+from processors.sim import LatencyModel, SimulatedModel
+from processors.sim_loop import InlineRuntime
+from processors.snapshots import SnapshotStore
+from schemas import Codec
+from streams.admin import delete_topics, ensure_topics, require_ok
+from streams.catalogue import Catalogue
+from streams.producer import type_headers
+from streams.settings import KafkaSettings
+
+CODEC = Codec()
+
+
+def _settings(tag: str, partitions: int = 12) -> KafkaSettings:
+    base = KafkaSettings.from_env()
+    return KafkaSettings(
+        bootstrap=base.bootstrap,
+        topic_prefix=f"bench-{tag}-{uuid.uuid4().hex[:6]}",
+        partitions=partitions,
+    )
+
+
+async def _topics(kafka: KafkaSettings) -> Catalogue:
+    catalogue = Catalogue.from_settings(kafka)
+    require_ok(await ensure_topics(kafka, catalogue))
+    return catalogue
+
+
+async def _drop(kafka: KafkaSettings) -> None:
+    await delete_topics(kafka, [spec.name for spec in Catalogue.from_settings(kafka)])
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# ------------------------------------------------------------------ throughput
+
+
+def _faust_baseline(kafka: KafkaSettings, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        AGENTSTREAM_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        AGENTSTREAM_TOPIC_PREFIX=kafka.topic_prefix,
+        AGENTSTREAM_PARTITIONS=str(kafka.partitions),
+        BASELINE_DATADIR=tempfile.mkdtemp(prefix="faust-baseline-"),
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.faust_baseline", "worker", "-l", "warn"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+
+
+def _wait_faust(partitions: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:6199/healthz", timeout=1) as r:
+                if b'"assigned"' in r.read():
+                    time.sleep(3.0)  # let faust settle its four topics' assignment
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("faust baseline did not come up")
+
+
+def _line(label: str, report: LoadReport) -> str:
+    return (
+        f"  {label:<28} {report.steps / report.seconds:>8,.0f} steps/s"
+        f" {report.sessions / report.seconds:>7,.0f} sessions/s"
+        f"  p50 {report.percentile(0.5) * 1000:6.0f} ms  p99 {report.percentile(0.99) * 1000:6.0f} ms"
+        f"  ({report.outcomes}, timed out {report.timed_out})"
+    )
+
+
+async def bench_throughput(sessions: int, concurrency: int) -> dict[str, float]:
+    logs = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    ours = _settings("ours")
+    await _topics(ours)
+    workers = [start_worker(ours, 6180 + i, logs) for i in range(2)]
+    try:
+        await asyncio.to_thread(wait_until_owned, workers, ours.partitions)
+        mine = await run_sessions(ours, sessions, concurrency=concurrency, timeout_s=600)
+    finally:
+        for worker in workers:
+            worker.stop()
+        await _drop(ours)
+    print(_line("agentstream (2 workers)", mine), flush=True)
+
+    theirs = _settings("faust")
+    await _topics(theirs)
+    baseline = _faust_baseline(theirs, logs / "faust.log")
+    try:
+        await asyncio.to_thread(_wait_faust, theirs.partitions)
+        faust_sessions = max(concurrency * 4, sessions // 10)
+        faust = await run_sessions(theirs, faust_sessions, concurrency=concurrency, timeout_s=600)
+    finally:
+        baseline.terminate()
+        baseline.wait(30)
+        await _drop(theirs)
+    print(_line("plain faust agents", faust), flush=True)
+    ours_rate = mine.steps / mine.seconds
+    faust_rate = faust.steps / faust.seconds
+    print(
+        f"  ratio agentstream / faust: {ours_rate / faust_rate:.1f}x  (target >= 5x; >= 3,000 steps/s)"
+    )
+    return {"ours_steps_s": ours_rate, "faust_steps_s": faust_rate}
+
+
+# -------------------------------------------------------------------- overhead
+
+
+async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue) -> list[float]:
+    """Per step: broker time from one request event to the next in the same session."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    gaps: list[float] = []
+    try:
+        tps = [TopicPartition(catalogue.events.name, p) for p in range(kafka.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        last: dict[str, int] = {}
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    name, event = CODEC.decode(record.value)
+                    if name in ("LLMCallRequested", "ToolCallRequested", "SessionCompleted"):
+                        sid = event["session_id"]
+                        if sid in last and record.timestamp != last[sid]:
+                            gaps.append((record.timestamp - last[sid]) / 1000)
+                        last[sid] = record.timestamp
+    finally:
+        await consumer.stop()
+    return gaps
+
+
+async def bench_overhead(sessions: int, max_steps_s: float | None) -> None:
+    logs = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    kafka = _settings("overhead")
+    catalogue = await _topics(kafka)
+    workers = [start_worker(kafka, 6190 + i, logs) for i in range(2)]
+    try:
+        await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
+        if max_steps_s is None:
+            probe = await run_sessions(kafka, sessions, concurrency=512, timeout_s=600)
+            max_steps_s = probe.steps / probe.seconds
+        # Half the maximum load: a closed loop sized to offer about half the steps/s.
+        target = max_steps_s / 2
+        concurrency, report = 8, None
+        for concurrency in (8, 16, 32, 64, 128, 256):
+            report = await run_sessions(
+                kafka, max(400, sessions // 5), concurrency=concurrency, timeout_s=600
+            )
+            if report.steps / report.seconds >= target * 0.9:
+                break
+        assert report is not None
+        gaps = await _step_gaps(kafka, catalogue)
+    finally:
+        for worker in workers:
+            worker.stop()
+        await _drop(kafka)
+    print(
+        f"  at {report.steps / report.seconds:,.0f} steps/s (max {max_steps_s:,.0f}; C={concurrency}):"
+        f" per-step overhead p50 {_p(gaps, 0.5) * 1000:.0f} ms, p99 {_p(gaps, 0.99) * 1000:.0f} ms"
+        f" over {len(gaps)} steps (target p99 <= 25 ms)"
+    )
+
+
+# -------------------------------------------------------------------- in flight
+
+
+async def bench_inflight(calls: int) -> None:
+    kafka = _settings("inflight", partitions=4)
+    catalogue = await _topics(kafka)
+    runtime = InlineRuntime(load_agents(None))
+    decision = await runtime.start("seed", "demo", "What is 1+1?")
+    _, template = next(w.record for w in decision.work if w.kind == "llm")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5)
+    await producer.start()
+    for i in range(calls):
+        work = dict(template, call_id=f"c{i}", session_id=f"s{i}", deadline_ms=0)
+        await producer.send(
+            catalogue.llm_calls.name,
+            CODEC.encode("LLMCallWork", work),
+            key=f"s{i}".encode(),
+            headers=type_headers("LLMCallWork"),
+        )
+    await producer.flush()
+    await producer.stop()
+    agents = load_agents(None)
+    router = ModelRouter(agents, sim=SimulatedModel(latency=LatencyModel.fixed(1.0)))
+    executor = WorkExecutor(
+        name="llm", kafka=kafka, topic=catalogue.llm_calls, handler=llm_handler(router, agents),
+        settings=ExecutorSettings(max_in_flight=calls),
+    )  # fmt: skip
+    started = time.perf_counter()
+    await executor.start()
+    while executor.stats().finished < calls and time.perf_counter() - started < 120:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    await executor.stop()
+    await _drop(kafka)
+
+    ideal_start = time.perf_counter()
+    await asyncio.gather(*(asyncio.sleep(1.0) for _ in range(calls)))
+    ideal = time.perf_counter() - ideal_start
+    stats = executor.stats()
+    print(
+        f"  {calls:,} calls at 1 s latency: peak {stats.peak_in_flight:,} in flight,"
+        f" all done in {elapsed:.2f} s (ideal {ideal:.2f} s; ratio {ideal / elapsed:.2f});"
+        f" target >= 5,000 in flight"
+    )
+
+
+# --------------------------------------------------------------- rebuild/replay
+
+
+async def _long_session(events: int) -> list[tuple[str, dict[str, Any]]]:
+    runtime = InlineRuntime(load_agents(None))
+    await runtime.start("long", "demo", "What is 2*3?", keep_open=True)
+    i = 0
+    while len(runtime.logs["long"]) < events + 50:
+        await runtime.say("long", f"What is {i}+{i} and the weather in Oslo?")
+        i += 1
+    return runtime.logs["long"]
+
+
+async def bench_rebuild(events: int, rounds: int) -> None:
+    log = await _long_session(events)
+    head, tail = log[:50], log[50 : 50 + events]
+    snapshot = encode_state(rebuild(head))  # type: ignore[arg-type]
+    encoded = [CODEC.encode(name, event) for name, event in tail]
+    full, decode_only = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        state = decode_state(snapshot)
+        for value in encoded:
+            name, event = CODEC.decode(value)
+            state = evolve(state, name, event)
+        full.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for value in encoded:
+            CODEC.decode(value)
+        decode_only.append(time.perf_counter() - t)
+    print(
+        f"  snapshot + {events} events: p50 {_p(full, 0.5) * 1000:.1f} ms, p99 {_p(full, 0.99) * 1000:.1f} ms"
+        f" (decoding alone p99 {_p(decode_only, 0.99) * 1000:.1f} ms; ratio {_p(full, 0.99) / _p(decode_only, 0.99):.1f}x);"
+        f" target p99 <= 50 ms"
+    )
+
+
+async def bench_replay(sessions: int) -> None:
+    import asyncpg
+
+    kafka = _settings("replay", partitions=1)
+    catalogue = await _topics(kafka)
+    runtime = InlineRuntime(load_agents(None))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, linger_ms=10, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    count = 0
+    for i in range(sessions):
+        await runtime.start(f"r{i}", "demo", f"What is {i}*2 and the weather in Lima?")
+        for name, event in runtime.logs.pop(f"r{i}"):
+            await producer.send(
+                catalogue.events.name, CODEC.encode(name, event), key=f"r{i}".encode(), partition=0
+            )
+            count += 1
+        runtime.states.pop(f"r{i}")
+    await producer.flush()
+    await producer.stop()
+
+    bare = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        isolation_level="read_committed",
+        fetch_max_bytes=16 << 20,
+        max_partition_fetch_bytes=8 << 20,
+    )
+    await bare.start()
+    tp = TopicPartition(catalogue.events.name, 0)
+    bare.assign([tp])
+    await bare.seek_to_beginning(tp)
+    t = time.perf_counter()
+    seen = 0
+    while seen < count:
+        seen += len((await bare.getmany(tp, timeout_ms=500, max_records=5000)).get(tp, []))
+    bare_s = time.perf_counter() - t
+    await bare.stop()
+
+    pool = await asyncpg.create_pool(DEFAULT_DATABASE_URL, min_size=1, max_size=2)
+    await SnapshotStore.create_schema(pool)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        fetch_max_bytes=16 << 20,
+        max_partition_fetch_bytes=8 << 20,
+    )
+    await consumer.start()
+    cache = SessionCache(10**7)
+    stats = await recover_partition(
+        consumer=consumer, events_topic=catalogue.events.name, partition=0,
+        store=SnapshotStore(pool, catalogue.events.name), cache=cache, codec=CODEC,
+    )  # fmt: skip
+    await consumer.stop()
+    await pool.close()
+    await _drop(kafka)
+    assert stats.events_replayed == count, (stats, count)
+    print(
+        f"  {count:,} events of {sessions:,} sessions: recovery {count / stats.seconds:,.0f} events/s"
+        f" (bare aiokafka read {count / bare_s:,.0f} events/s; ratio {bare_s / stats.seconds:.2f});"
+        f" target >= 50,000 events/s"
+    )
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "which", nargs="*", default=["throughput", "overhead", "inflight", "rebuild", "replay"]
+    )
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=512)
+    parser.add_argument("--calls", type=int, default=10_000, help="in-flight benchmark calls")
+    args = parser.parse_args(argv)
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    results: dict[str, float] = {}
+    for which in args.which:
+        print(f"== {which}", flush=True)
+        if which == "throughput":
+            results = asyncio.run(bench_throughput(args.sessions, args.concurrency))
+        elif which == "overhead":
+            asyncio.run(bench_overhead(args.sessions, results.get("ours_steps_s")))
+        elif which == "inflight":
+            asyncio.run(bench_inflight(args.calls))
+        elif which == "rebuild":
+            asyncio.run(bench_rebuild(1000, 200))
+        elif which == "replay":
+            asyncio.run(bench_replay(max(1000, args.sessions // 2)))
+        else:
+            parser.error(f"unknown benchmark {which!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
