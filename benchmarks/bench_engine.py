@@ -41,12 +41,10 @@ from agentstream.loadgen import LoadReport, run_sessions
 from agentstream.workers import start_worker, wait_until_owned
 from processors.agents import load_agents
 from processors.core import decode_state, encode_state, evolve, rebuild
-from processors.executors import WorkExecutor
-from processors.handlers import ModelRouter, llm_handler
+from processors.pool.executor import LLMExecutor
 from processors.recovery import recover_partition
 from processors.session_cache import SessionCache
 from processors.settings import DEFAULT_DATABASE_URL, ExecutorSettings
-from processors.sim import LatencyModel, SimulatedModel
 from processors.sim_loop import InlineRuntime
 from processors.snapshots import SnapshotStore
 from schemas import Codec
@@ -239,12 +237,16 @@ async def bench_inflight(calls: int) -> None:
         )
     await producer.flush()
     await producer.stop()
-    agents = load_agents(None)
-    router = ModelRouter(agents, sim=SimulatedModel(latency=LatencyModel.fixed(1.0)))
-    executor = WorkExecutor(
-        name="llm", kafka=kafka, topic=catalogue.llm_calls, handler=llm_handler(router, agents),
+    agents_file = Path(tempfile.mkdtemp(prefix="bench-inflight-")) / "agents.yaml"
+    agents_file.write_text(
+        "models:\n  sim:\n    endpoints:\n"
+        "      - {provider: sim, model: sim, options: {latency: {kind: fixed, fixed_s: 1.0}}}\n"
+    )
+    executor = LLMExecutor(
+        kafka=kafka,
+        agents=load_agents(str(agents_file)),
         settings=ExecutorSettings(max_in_flight=calls),
-    )  # fmt: skip
+    )
     started = time.perf_counter()
     await executor.start()
     while executor.stats().finished < calls and time.perf_counter() - started < 120:  # noqa: ASYNC110
