@@ -59,6 +59,8 @@ class LoadReport:
     """(session id, final output) of one completed session."""
     timed_out: int = 0
     """Sessions without a terminal event when the run gave up."""
+    run_id: str = ""
+    """Part of every session id of this run (``<agent>-<run_id>-<i>``)."""
 
     @property
     def steps(self) -> int:
@@ -104,7 +106,7 @@ async def run_sessions(
     for tp in partitions:
         await consumer.position(tp)  # resolve the end now, before anything is sent
 
-    report = LoadReport(sessions=sessions, seconds=0.0)
+    report = LoadReport(sessions=sessions, seconds=0.0, run_id=run_id)
     sent_at: dict[str, float] = {}
     finished = asyncio.Event()
     slots = asyncio.Semaphore(concurrency)

@@ -159,8 +159,8 @@ async def bench_throughput(sessions: int, concurrency: int) -> dict[str, float]:
 # -------------------------------------------------------------------- overhead
 
 
-async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue) -> list[float]:
-    """Per step: broker time from one request event to the next in the same session."""
+async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue, run_id: str) -> list[float]:
+    """Per step of run ``run_id``: broker time from one request event to the next in a session."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, isolation_level="read_committed")
     await consumer.start()
     gaps: list[float] = []
@@ -176,6 +176,8 @@ async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue) -> list[float]:
                     name, event = CODEC.decode(record.value)
                     if name in ("LLMCallRequested", "ToolCallRequested", "SessionCompleted"):
                         sid = event["session_id"]
+                        if f"-{run_id}-" not in sid:
+                            continue
                         if sid in last and record.timestamp != last[sid]:
                             gaps.append((record.timestamp - last[sid]) / 1000)
                         last[sid] = record.timestamp
@@ -204,7 +206,7 @@ async def bench_overhead(sessions: int, max_steps_s: float | None) -> None:
             if report.steps / report.seconds >= target * 0.9:
                 break
         assert report is not None
-        gaps = await _step_gaps(kafka, catalogue)
+        gaps = await _step_gaps(kafka, catalogue, report.run_id)
     finally:
         for worker in workers:
             worker.stop()
