@@ -123,24 +123,34 @@ async def start_session(gw: Gateway, request: web.Request) -> web.StreamResponse
         obj, tenant=tenant.tenant_id, event_id="", session_id="",
         time_ms=int(time.time() * 1000), agents=gw.agent_names,
     )  # fmt: skip
-    chosen = bool(record["session_id"])
+    if "Idempotency-Key" not in request.headers:  # the hot path: no claim, no closure
+        event_id, session_id = new_ids(2)
+        status, payload = await _start_one(gw, tenant, record, event_id, session_id)
+        return json_response(status, payload)
 
     async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
-        record["event_id"] = events[0]
-        if chosen:
-            await _check_new(gw, record["session_id"])
-        else:
-            record["session_id"] = sessions[0]
-        out = _encode_start(gw, record)
-        sent = await gw.producer.aiokafka.send(
-            out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
-        )
-        await sent
-        gw.directory.started(record["session_id"], tenant.tenant_id)
-        _START.inc()
-        return 202, {"session_id": record["session_id"], "command_id": record["event_id"]}
+        return await _start_one(gw, tenant, record, events[0], sessions[0])
 
     return await _answer(gw, request, tenant, obj, 1, produce)
+
+
+async def _start_one(
+    gw: Gateway, tenant: Tenant, record: dict[str, Any], event_id: str, session_id: str
+) -> tuple[int, dict[str, Any]]:
+    """Produce one validated StartSession (ids filled in here) and wait for the ack."""
+    record["event_id"] = event_id
+    if record["session_id"]:
+        await _check_new(gw, record["session_id"])
+    else:
+        record["session_id"] = session_id
+    out = _encode_start(gw, record)
+    sent = await gw.producer.aiokafka.send(
+        out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
+    )
+    await sent
+    gw.directory.started(record["session_id"], tenant.tenant_id)
+    _START.inc()
+    return 202, {"session_id": record["session_id"], "command_id": event_id}
 
 
 async def start_batch(gw: Gateway, request: web.Request) -> web.StreamResponse:
