@@ -30,6 +30,7 @@ from processors.settings import EngineSettings
 from processors.snapshots import SnapshotStore
 from schemas import Codec
 from streams.catalogue import Catalogue
+from streams.consumer import group_consumer_config
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
 from streams.tuning import shorten_transaction_backoff
@@ -103,16 +104,9 @@ class SessionEngine:
         )
         await self._timer_producer.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap,
-            group_id=self.group_id,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.settings.max_batch_records,
-            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            max_poll_interval_ms=300_000,
+            **group_consumer_config(
+                self.kafka, self.group_id, max_poll_records=self.settings.max_batch_records
+            )
         )
         self._consumer.subscribe([self.catalogue.inbox.name], listener=_Rebalance(self))
         await self._consumer.start()

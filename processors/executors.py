@@ -29,7 +29,8 @@ from processors.offsets import PartitionProgress
 from processors.settings import ExecutorSettings
 from schemas import Codec, SchemaError
 from streams.catalogue import Catalogue, TopicSpec
-from streams.dlq import dead_letter
+from streams.consumer import group_consumer_config
+from streams.dlq import dead_letter_of
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -110,16 +111,7 @@ class WorkExecutor:
             max_batch_size=256 * 1024,
         )
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap,
-            group_id=self.group_id,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-        )
+        self._consumer = AIOKafkaConsumer(**group_consumer_config(self.kafka, self.group_id))
         self._consumer.subscribe([self.topic.name], listener=_Rebalance(self))
         await self._consumer.start()
         self._loops = [
@@ -200,17 +192,7 @@ class WorkExecutor:
         return await self.handler(name, item)
 
     async def _dead_letter(self, record: Any, reason: str, error: str) -> None:
-        letter = dead_letter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
-            reason=reason,
-            error=error,
-            source=self.name,
-        )
+        letter = dead_letter_of(record, reason=reason, error=error, source=self.name)
         assert self._producer is not None
         await self._producer.send_and_wait(
             self.catalogue.dlq.name, letter.value, key=letter.key, headers=letter.headers

@@ -37,7 +37,7 @@ from processors.snapshots import Snapshot, SnapshotStore
 from processors.txn_writer import Placement, TxnWriter
 from schemas import COMMAND_NAMES, Codec, SchemaError
 from streams.catalogue import Catalogue
-from streams.dlq import dead_letter
+from streams.dlq import dead_letter_of
 from streams.producer import type_headers
 
 log = logging.getLogger(__name__)
@@ -231,17 +231,7 @@ class PartitionEngine:
         error: str,
         name: str,
     ) -> None:
-        letter = dead_letter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
-            reason=reason,
-            error=error,
-            source=SOURCE,
-        )
+        letter = dead_letter_of(record, reason=reason, error=error, source=SOURCE)
         # The DLQ is created with the same partition count, so partition p keeps
         # this shard's dead letters together (and in the same transaction).
         await writer.append(self._catalogue.dlq.name, letter.key, letter.value, letter.headers)

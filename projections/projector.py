@@ -38,7 +38,7 @@ from projections.fold import BatchFold, PoisonEvent
 from projections.writer import load_sessions, lock_positions, positions, set_positions, write_fold
 from schemas import EVENT_NAMES, Codec, SchemaError
 from streams.catalogue import Catalogue
-from streams.dlq import dead_letter
+from streams.dlq import dead_letter_of
 from streams.producer import OutgoingRecord, Producer
 from streams.settings import KafkaSettings
 
@@ -284,17 +284,7 @@ class Projector:
         records = []
         for message, why in poison:
             reason, _, error = why.partition(": ")
-            letter = dead_letter(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                value=message.value,
-                headers=tuple(message.headers or ()),
-                reason=reason,
-                error=error,
-                source=SOURCE,
-            )
+            letter = dead_letter_of(message, reason=reason, error=error, source=SOURCE)
             log.warning(
                 "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, why
             )

@@ -47,6 +47,26 @@ def consumer_config(
     return config
 
 
+def group_consumer_config(
+    settings: KafkaSettings, group_id: str, **overrides: Any
+) -> dict[str, Any]:
+    """``consumer_config`` for a hot-path consumer group member (engine, executors).
+
+    Fetches wait at most ``settings.fetch_max_wait_ms`` at the broker; a dead member
+    is noticed within 10 s (heartbeat every second), which bounds how long its
+    partitions stand still after a crash.
+    """
+    config = consumer_config(
+        settings,
+        group_id=group_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+    )
+    config.update(overrides)
+    return config
+
+
 def create_consumer(
     settings: KafkaSettings,
     *topics: str,

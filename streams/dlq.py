@@ -9,6 +9,7 @@ re-produce it (``agentstream dlq``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 Headers = list[tuple[str, bytes]]
 
@@ -58,3 +59,19 @@ def dead_letter(
         (SOURCE, source.encode()),
     ]
     return DeadLetter(key, value, [*headers, *extra])
+
+
+def dead_letter_of(record: Any, *, reason: str, error: str, source: str) -> DeadLetter:
+    """:func:`dead_letter` of an aiokafka ``ConsumerRecord`` (topic, partition, offset, key,
+    value and headers taken from it)."""
+    return dead_letter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+        reason=reason,
+        error=error,
+        source=source,
+    )
