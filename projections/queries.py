@@ -107,6 +107,15 @@ class QueryService:
             value = await connection.scalar(query)
         return None if value is None else str(value)
 
+    async def status(self, session_id: str) -> str | None:
+        """The session's status per the read model; None if it is not there (yet)."""
+        query = select(t.sessions.c.status).where(
+            t.sessions.c.stream == self.stream, t.sessions.c.session_id == session_id
+        )
+        async with self.engine.connect() as connection:
+            value = await connection.scalar(query)
+        return None if value is None else str(value)
+
     async def get_session(self, tenant: str, session_id: str) -> dict[str, Any] | None:
         query = select(*_SESSION_COLUMNS).where(
             t.sessions.c.stream == self.stream,

@@ -42,6 +42,7 @@ from streams.producer import OutgoingRecord, type_headers
 Produce = Callable[[list[str], list[str]], Awaitable[tuple[int, dict[str, Any]]]]
 """Given event ids and default session ids, produce and return (status, answer body)."""
 
+ENDED = frozenset({"completed", "failed", "cancelled"})
 _START = metrics.COMMANDS.labels("StartSession")
 _START_HEADERS = type_headers("StartSession")
 
@@ -209,6 +210,10 @@ def _session_route(name: str) -> Callable[[Gateway, web.Request], Awaitable[web.
             session_id, tenant.tenant_id
         ):
             raise not_found()
+        # An ended session takes no more commands: say so rather than accept one the
+        # engine would dead-letter (the read model may lag: then the engine still refuses).
+        if await gw.queries.status(session_id) in ENDED:
+            raise ApiError(409, "session_ended", f"session {session_id!r} has ended")
 
         async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
             record["event_id"] = events[0]

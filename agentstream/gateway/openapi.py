@@ -46,7 +46,10 @@ ERRORS: dict[str, dict[str, Any]] = {
     "400": _error("Malformed JSON body, or a malformed Idempotency-Key."),
     "401": _error("Missing, invalid or revoked API key.", ["WWW-Authenticate"]),
     "404": _error("No such session for this tenant (other tenants' sessions included)."),
-    "409": _error("The session id is in use, or the Idempotency-Key's request is in flight."),
+    "409": _error(
+        "The session id is in use, the session has ended, or the Idempotency-Key's request "
+        "is in flight."
+    ),
     "413": _error("The body is larger than the configured limit."),
     "422": _error("A field or parameter is invalid (named in error.field), or unknown agent."),
     "429": _error("The tenant's rate limit is exceeded.", ["Retry-After"]),

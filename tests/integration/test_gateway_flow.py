@@ -99,6 +99,8 @@ async def test_a_session_from_post_to_completed(stack: Stack) -> None:
     assert second.json()["items"][0]["seq"] == 4
     listed = (await stack.client.get("/v1/sessions?status=completed&agent=demo")).json()
     assert session_id in [s["session_id"] for s in listed["items"]]
+    late = await stack.client.post(f"/v1/sessions/{session_id}/messages", json={"text": "more?"})
+    assert late.status_code == 409 and late.json()["error"]["code"] == "session_ended"
     usage = (await stack.client.get("/v1/usage?group_by=agent")).json()["items"]
     assert usage and usage[0]["agent"] == "demo" and usage[0]["llm_calls"] >= 2
 
