@@ -31,8 +31,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiokafka.errors import KafkaError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentstream.gateway.auth import Authenticator
 from agentstream.gateway.encoding import StartSessionEncoder
@@ -194,6 +196,16 @@ def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.
         except (KafkaError, StreamsError) as error:
             log.warning("%s: Kafka unavailable: %s", name, error)
             response = retry_later(503, "kafka_unavailable", "Kafka is unavailable", 1.0).response()
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            OperationalError,
+            InterfaceError,
+        ) as error:
+            log.warning("%s: Postgres unavailable: %s", name, error)
+            response = retry_later(
+                503, "postgres_unavailable", "Postgres is unavailable", 1.0
+            ).response()
         timer.observe(time.perf_counter() - started)
         counter = counters.get(response.status)
         if counter is None:

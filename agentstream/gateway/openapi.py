@@ -53,7 +53,9 @@ ERRORS: dict[str, dict[str, Any]] = {
     "413": _error("The body is larger than the configured limit."),
     "422": _error("A field or parameter is invalid (named in error.field), or unknown agent."),
     "429": _error("The tenant's rate limit is exceeded.", ["Retry-After"]),
-    "503": _error("The engine is too far behind, or Kafka is unavailable.", ["Retry-After"]),
+    "503": _error(
+        "The engine is too far behind, or Kafka or Postgres is unavailable.", ["Retry-After"]
+    ),
 }
 
 
@@ -330,6 +332,7 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
                 _ok("A page of sessions.", "SessionList"),
                 "401",
                 "422",
+                "503",
             ),
         },
         "/v1/sessions:batch": _command(
@@ -344,6 +347,7 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
             _ok("The session.", "Session"),
             "401",
             "404",
+            "503",
         ),
         "/v1/sessions/{session_id}/messages": _command("Send a user message", "UserMessage"),
         "/v1/sessions/{session_id}/approvals": _command("Approve or deny a tool call", "Approval"),
@@ -361,6 +365,7 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
             "401",
             "404",
             "422",
+            "503",
         ),
         "/v1/sessions/{session_id}/stream": _get(
             "Server-Sent Events of the session's events and token deltas",
@@ -390,6 +395,7 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
             "401",
             "404",
             "422",
+            "503",
         ),
         "/v1/usage": _get(
             "Token and cost totals of the tenant",
@@ -404,6 +410,7 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
             _ok("Totals per group (one page: `next` is null).", "UsageList"),
             "401",
             "422",
+            "503",
         ),
         "/healthz": {
             "get": {
