@@ -15,7 +15,7 @@ Modules::
 """
 
 from processors.core.decide import decide
-from processors.core.evolve import TIMEOUTS_KEY, EventOrderError, evolve, rebuild
+from processors.core.evolve import EventOrderError, evolve, rebuild
 from processors.core.loop import NAMESPACE, derive_id
 from processors.core.snapshot import SnapshotError, decode_state, encode_state
 from processors.core.state import (
@@ -33,7 +33,6 @@ from processors.core.timers import timer_command, timers_of
 
 __all__ = [
     "NAMESPACE",
-    "TIMEOUTS_KEY",
     "Decision",
     "EventOrderError",
     "PendingLLM",

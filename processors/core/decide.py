@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from processors.core.evolve import TIMEOUTS_KEY, EventOrderError
+from processors.core.evolve import EventOrderError
 from processors.core.loop import Step, seconds
 from processors.core.state import TIMER_KINDS, Decision, SessionState
-from processors.llm_types import canonical_json
 
 if TYPE_CHECKING:
     from processors.agents import AgentCatalog
@@ -47,21 +46,16 @@ def _start(s: Step) -> Decision:
         idle_ms = 0
     elif idle_ms <= 0:
         idle_ms = agent.idle_timeout_ms
-    metadata = dict(c.get("metadata") or {})
-    metadata[TIMEOUTS_KEY] = canonical_json(
-        {
-            "llm": agent.llm_timeout_ms,
-            "tool": agent.tool_timeout_ms,
-            "approval": agent.approval_timeout_ms,
-        }
-    )
     s.emit(
         "SessionStarted",
         agent=agent.name,
         input=c["input"],
         keep_open=keep_open,
         idle_timeout_ms=idle_ms,
-        metadata=metadata,
+        llm_timeout_ms=agent.llm_timeout_ms,
+        tool_timeout_ms=agent.tool_timeout_ms,
+        approval_timeout_ms=agent.approval_timeout_ms,
+        metadata=dict(c.get("metadata") or {}),
     )
     s.emit("UserMessageAdded", text=c["input"])
     s.ask_model()

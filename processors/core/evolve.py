@@ -6,15 +6,14 @@ on a well-formed log: every choice was made by ``decide`` and is recorded in
 the events, so folding the log always gives the state that was live
 (the "replay never calls a model or a tool" invariant rests on this).
 
-Facts not in any event field but needed on replay (the agent's LLM, tool and
-approval timeouts) are recorded in ``SessionStarted.metadata`` under
-:data:`TIMEOUTS_KEY` when the session starts, so a changed agents file never
-changes the deadlines of a session that already runs.
+The agent's LLM, tool and approval timeouts are recorded in SessionStarted
+(``*_timeout_ms``, schema v2) when the session starts, so replay needs no
+agents file and a changed agents file never moves the deadlines of a session
+that already runs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, replace
 from operator import attrgetter
@@ -23,8 +22,6 @@ from typing import Any
 from processors.core.state import PendingLLM, PendingTool, SessionState, Status
 from processors.llm_types import ChatMessage, ToolCall
 
-TIMEOUTS_KEY = "agentstream.timeouts_ms"
-"""SessionStarted.metadata key: JSON ``{"llm": ms, "tool": ms, "approval": ms}``."""
 DEFAULT_TIMEOUTS_MS: Mapping[str, int] = {"llm": 120_000, "tool": 60_000, "approval": 86_400_000}
 
 
@@ -32,17 +29,16 @@ class EventOrderError(ValueError):
     """An event does not follow the state (seq gap or repeat, or no SessionStarted first)."""
 
 
-def _timeouts(metadata: Mapping[str, str] | None) -> dict[str, int]:
-    found = dict(DEFAULT_TIMEOUTS_MS)
-    text = (metadata or {}).get(TIMEOUTS_KEY)
-    if text:
-        loaded = json.loads(text)
-        found.update({k: int(v) for k, v in loaded.items() if k in found})
-    return found
+def _timeouts(event: Mapping[str, Any]) -> dict[str, int]:
+    """The timeouts SessionStarted recorded; 0 (or a v1 event without them) → the default."""
+    return {
+        kind: int(event.get(f"{kind}_timeout_ms") or 0) or default
+        for kind, default in DEFAULT_TIMEOUTS_MS.items()
+    }
 
 
 def _started(event: Mapping[str, Any]) -> SessionState:
-    timeouts = _timeouts(event.get("metadata"))
+    timeouts = _timeouts(event)
     time_ms = int(event["time_ms"])
     return SessionState(
         session_id=event["session_id"],

@@ -16,7 +16,6 @@ def test_core_exports() -> None:
     assert sorted(core.__all__) == sorted(
         [
             "NAMESPACE",
-            "TIMEOUTS_KEY",
             "Decision",
             "EventOrderError",
             "PendingLLM",

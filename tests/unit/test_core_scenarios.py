@@ -9,7 +9,6 @@ import pytest
 
 from processors.agents import AgentCatalog, builtin_catalog
 from processors.core import (
-    TIMEOUTS_KEY,
     EventOrderError,
     decide,
     evolve,
@@ -390,7 +389,9 @@ def test_timer_command_is_a_valid_command_that_decide_accepts() -> None:
 
 def test_deadlines_come_from_the_log_not_from_a_changed_catalog() -> None:
     session, script = started("quick")
-    assert json.loads(session.log[0][1]["metadata"][TIMEOUTS_KEY])["llm"] == 5_000
+    started_event = session.log[0][1]
+    assert started_event["llm_timeout_ms"] == 5_000
+    assert started_event["metadata"] == {"who": "test"}  # the caller's labels only
     quick = CATALOG.agents["quick"]
     slower = AgentCatalog(
         {**CATALOG.agents, "quick": replace(quick, tool_timeout_s=999.0)},
