@@ -2,9 +2,10 @@
 
 The API (gateway, projector, engine and executors) runs on its own event loop
 in a background thread, because schemathesis calls it synchronously. One
-session is run to completion first and its id is given to schemathesis as the
-example of every ``session_id`` parameter, so the 200 answers (a session, its
-events) are checked too, not only the 404s of random ids.
+session is run to completion first and every operation on a session is also
+fuzzed with its id, so the 200 answers (a session, its events) and the 409s
+(commands to an ended session) are checked too, not only the 404s of random
+ids. Positive and negative cases (schemathesis' generation modes) both run.
 
 The SSE endpoint is left out of the generated cases: a generated start with
 ``keep_open`` would hold its stream open until the idle timeout. Its
