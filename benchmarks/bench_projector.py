@@ -133,10 +133,10 @@ async def baseline(kafka: KafkaSettings, total: int) -> float:
         await engine.dispose()
 
 
-async def ours(kafka: KafkaSettings, total: int, batch: int) -> tuple[float, float]:
+async def ours(kafka: KafkaSettings, total: int, batch: int, parallel: int) -> tuple[float, float]:
     """The projector's events/s: (steady, from start including the group join)."""
     engine = create_engine(database_url())
-    projector = Projector(kafka, engine, max_batch_records=batch)
+    projector = Projector(kafka, engine, max_batch_records=batch, parallel=parallel)
     try:
         started = time.perf_counter()
         await projector.start()
@@ -167,10 +167,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         total = await produce(kafka, args.sessions)
         print(f"projector benchmark: {total:,} events of {args.sessions:,} sessions, "
-              f"{args.partitions} partitions, batch {args.batch}")  # fmt: skip
+              f"{args.partitions} partitions, batch {args.batch}, parallel {args.parallel}")  # fmt: skip
         base = await baseline(kafka, total)
         print(f"  baseline consume + COPY       {base:>9,.0f} events/s")
-        steady, overall = await ours(kafka, total, args.batch)
+        steady, overall = await ours(kafka, total, args.batch, args.parallel)
         print(f"  projector (read models)       {steady:>9,.0f} events/s "
               f"({overall:,.0f}/s including start and group join)")  # fmt: skip
         print(f"ratio projector/baseline (same run): {steady / base:.2f}x")
@@ -186,6 +186,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--parallel", type=int, default=2, help="partition groups per batch")
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -82,8 +82,21 @@ class SessionRow:
         return self.status in TERMINAL_STATUSES
 
 
+_UTC_CACHE: dict[int, dt.datetime] = {}
+
+
 def utc(ms: int) -> dt.datetime:
-    """Epoch milliseconds as an aware UTC datetime."""
+    """Epoch milliseconds as an aware UTC datetime (memoised: a command's events share one
+    time, and every event needs it several times)."""
+    found = _UTC_CACHE.get(ms)
+    if found is None:
+        if len(_UTC_CACHE) > 65_536:
+            _UTC_CACHE.clear()
+        found = _UTC_CACHE[ms] = _utc(ms)
+    return found
+
+
+def _utc(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
@@ -155,15 +168,15 @@ class BatchFold:
 
     def llm(self, row: SessionRow, call_id: str, **columns: Any) -> None:
         found = self.llm_calls.setdefault((row.session_id, call_id), {})
-        found.update((k, _storable(v)) for k, v in columns.items() if v is not None)
+        for k, v in columns.items():
+            if v is not None:
+                found[k] = clean(v) if type(v) is str else v
 
     def tool(self, row: SessionRow, call_id: str, **columns: Any) -> None:
         found = self.tool_calls.setdefault((row.session_id, call_id), {})
-        found.update((k, _storable(v)) for k, v in columns.items() if v is not None)
-
-
-def _storable(value: Any) -> Any:
-    return clean(value) if isinstance(value, str) else value
+        for k, v in columns.items():
+            if v is not None:
+                found[k] = clean(v) if type(v) is str else v
 
 
 def _started(partition: int, e: Mapping[str, Any]) -> SessionRow:

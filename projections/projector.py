@@ -61,6 +61,16 @@ _EVENT_NAMES = frozenset(EVENT_NAMES)
 SOURCE = "projector"
 
 
+def _message(batches: Mapping[TopicPartition, Sequence[Any]], partition: int, offset: int) -> Any:
+    """The record at (partition, offset) of ``batches`` (only looked up for poison)."""
+    for tp, messages in batches.items():
+        if tp.partition == partition:
+            for message in messages:
+                if message.offset == offset:
+                    return message
+    raise KeyError((partition, offset))
+
+
 def _split(
     batches: Mapping[TopicPartition, Sequence[Any]], groups: int
 ) -> list[dict[TopicPartition, Sequence[Any]]]:
@@ -231,7 +241,6 @@ class Projector:
                 decoded.append((message.partition, message.offset, name, event))
         if not last:
             return 0
-        by_offset = {(m.partition, m.offset): m for tp in batches for m in batches[tp]}
         async with self.engine.connect() as connection:
             raw = await driver(connection)
             async with raw.transaction():
@@ -244,7 +253,7 @@ class Projector:
                     try:
                         fold.apply(partition, offset, name, event)
                     except PoisonEvent as error:
-                        poison.append((by_offset[partition, offset], f"rejected: {error}"))
+                        poison.append((_message(batches, partition, offset), f"rejected: {error}"))
                 await write_fold(raw, self.stream, fold)
                 moved = {p: o for p, o in last.items() if o > stored.get(p, -1)}
                 if moved:
