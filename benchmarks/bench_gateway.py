@@ -13,7 +13,9 @@ request at a time) in another process. Same run, same broker:
 Both run on uvloop and serve at once; the load alternates between them in
 short rounds, so whatever else loads the machine falls on both. Reported per
 round and as medians: requests/s, p50/p99 latency, the ratio ours/bare, and
-the batch endpoint's sessions (events) per second. Targets:
+the batch endpoint's sessions (events) per second. Server CPU time per
+request (from /proc) is printed too: unlike requests/s it does not move with
+other load on the machine. Targets:
 single >= 8,000 req/s or >= 0.8x bare; batch >= 50,000 events/s.
 
 Run: ``python -m benchmarks.bench_gateway [--seconds S] [--connections C]``
@@ -27,6 +29,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -250,15 +253,22 @@ async def _tenant(database_url: str) -> str:
     return key
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median requests/s."""
     return sorted(runs, key=lambda r: float(r["per_s"]))[len(runs) // 2]
 
 
 def _line(name: str, r: dict[str, Any]) -> str:
+    cpu = f"   {r['cpu_us']:5.0f} µs CPU/req" if "cpu_us" in r else ""
     return (
         f"  {name:<28} {r['per_s']:>9,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   "
-        f"p99 {r['p99_ms']:6.2f} ms   statuses {r['statuses']}"
+        f"p99 {r['p99_ms']:6.2f} ms{cpu}   statuses {r['statuses']}"
     )
 
 
@@ -328,9 +338,13 @@ def _bench(args: argparse.Namespace) -> int:
         for port in (bare_port, ours_port):
             _load_process(port, "/v1/sessions", key, 1.0, 4)  # warm-up
         # Alternate short rounds, so load from anything else on the machine falls on both.
+        pids = {"bare": servers[0].pid, "ours": servers[1].pid}
         for _ in range(args.rounds):
             for name, port in (("bare", bare_port), ("ours", ours_port)):
+                cpu = _cpu_s(pids[name])
                 run = _load_process(port, "/v1/sessions", key, args.seconds, args.connections)
+                # CPU per request does not depend on what else runs on the machine.
+                run["cpu_us"] = (_cpu_s(pids[name]) - cpu) / max(1, run["requests"]) * 1e6
                 runs[name].append(run)
                 label = "bare aiohttp handler" if name == "bare" else "agentstream api"
                 print(_line(label, run))
@@ -349,6 +363,12 @@ def _bench(args: argparse.Namespace) -> int:
     ours_r, bare_r, batch_r = results["ours"], results["bare"], results["batch"]
     ratio = ours_r["per_s"] / bare_r["per_s"]
     print(f"ratio ours/bare, medians of {args.rounds} alternating rounds: {ratio:.2f}x")
+    cpu_bare = statistics.median(r["cpu_us"] for r in runs["bare"])
+    cpu_ours = statistics.median(r["cpu_us"] for r in runs["ours"])
+    print(
+        f"server CPU per request: bare {cpu_bare:.0f} µs, ours {cpu_ours:.0f} µs "
+        f"(capacity ratio on a core of its own: {cpu_bare / cpu_ours:.2f}x)"
+    )
     events = batch_r["per_s"] * args.batch_size
     print(
         f"  {'batch of ' + str(args.batch_size):<28} {batch_r['per_s']:>9,.1f} req/s = "
