@@ -101,6 +101,8 @@ class Gateway:
         self.producer = Producer(kafka, self.codec)
         self.projector: Projector | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self.streams_open = 0
+        """SSE streams being served (each holds a Kafka consumer)."""
 
     async def start(self) -> None:
         if self.migrate:

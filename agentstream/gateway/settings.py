@@ -49,6 +49,9 @@ class GatewaySettings:
     also reach running gateways at once through LISTEN/NOTIFY."""
     idempotency_ttl_s: float = 86_400.0
     """How long an Idempotency-Key is remembered."""
+    max_streams: int = 1000
+    """SSE streams open at once per process (``AGENTSTREAM_API_MAX_STREAMS``); each holds a
+    Kafka consumer, so past this a new stream gets 503."""
     sse_heartbeat_s: float = 15.0
     """Idle time after which an SSE stream sends a comment line (keeps proxies from closing it)."""
 
@@ -73,4 +76,5 @@ class GatewaySettings:
             burst=int(_number(env, "AGENTSTREAM_API_BURST", base.burst)),
             max_lag=int(_number(env, "AGENTSTREAM_API_MAX_LAG", base.max_lag)),
             batch_max=int(_number(env, "AGENTSTREAM_API_BATCH_MAX", base.batch_max)),
+            max_streams=int(_number(env, "AGENTSTREAM_API_MAX_STREAMS", base.max_streams)),
         )

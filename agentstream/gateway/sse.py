@@ -28,7 +28,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.gateway.app import Gateway
-from agentstream.gateway.errors import invalid, not_found
+from agentstream.gateway.errors import invalid, not_found, retry_later
 from agentstream.gateway.metrics import SSE_STREAMS
 from agentstream.gateway.requests import SESSION_ID
 from projections.queries import iso
@@ -62,6 +62,8 @@ async def stream(gw: Gateway, request: web.Request) -> web.StreamResponse:
     tenant = await gw.tenant(request)
     session_id = request.match_info["session_id"]
     last = _last_event_id(request)
+    if gw.streams_open >= gw.settings.max_streams:
+        raise retry_later(503, "too_many_streams", "too many event streams open; retry", 5.0)
     if not SESSION_ID.match(session_id) or not await gw.directory.owned_by(
         session_id, tenant.tenant_id
     ):
@@ -77,6 +79,7 @@ async def stream(gw: Gateway, request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     SSE_STREAMS.inc()
+    gw.streams_open += 1
     try:
         for item in replay.events:
             await response.write(frame(item["seq"], item["type"], item))
@@ -90,6 +93,7 @@ async def stream(gw: Gateway, request: web.Request) -> web.StreamResponse:
         pass
     finally:
         SSE_STREAMS.dec()
+        gw.streams_open -= 1
     return response
 
 

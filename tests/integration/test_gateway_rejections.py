@@ -131,7 +131,7 @@ async def test_429_with_retry_after(quiet: Quiet) -> None:
 async def test_503_when_the_engine_lags(quiet: Quiet) -> None:
     async with quiet.client() as client:
         assert (await client.post("/v1/sessions", json=START)).status_code == 202
-    settings = GatewaySettings(database_url=database_url(), max_lag=0)
+    settings = GatewaySettings(database_url=database_url(), max_lag=0, max_streams=0)
     async with serving(settings, quiet.kafka, projector=False) as strict:
         assert await strict.gateway.lag.refresh() > 0  # no engine consumes this inbox
         async with quiet.client(url=strict.url) as client:
@@ -140,3 +140,7 @@ async def test_503_when_the_engine_lags(quiet: Quiet) -> None:
             answer = await client.post("/v1/sessions:batch", json={"sessions": [START]})
             assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
             assert (await client.get("/v1/sessions")).status_code == 200  # reads still served
+            streamed = await client.get(f"/v1/sessions/{uuid.uuid4()}/stream")
+            assert streamed.status_code == 503 and streamed.json()["error"]["code"] == (
+                "too_many_streams"
+            )
