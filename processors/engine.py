@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from processors import metrics
 from processors.agents import AgentCatalog
 from processors.core import timer_command, timers_of
+from processors.lane import Lane
 from processors.partition import PartitionEngine
 from processors.recovery import RecoveryStats, recover_partition
 from processors.settings import EngineSettings
@@ -67,7 +68,7 @@ class SessionEngine:
         self.agents = agents
         self.codec = codec or Codec()
         self.group_id = f"{kafka.topic_prefix}.engine"
-        self.partitions: dict[int, PartitionEngine] = {}
+        self.lanes: dict[int, Lane] = {}
         self.recoveries: list[RecoveryStats] = []
         self._pool = pool
         self._own_pool = pool is None
@@ -80,6 +81,11 @@ class SessionEngine:
         self._store: SnapshotStore | None = None
         self.started = asyncio.Event()
         """Set once the first assignment has been recovered."""
+
+    @property
+    def partitions(self) -> dict[int, PartitionEngine]:
+        """The partitions this engine owns, and their engines."""
+        return {p: lane.engine for p, lane in self.lanes.items()}
 
     # ------------------------------------------------------------- lifecycle
 
@@ -124,15 +130,16 @@ class SessionEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         async with self._lock:
-            for engine in self.partitions.values():
+            for lane in list(self.lanes.values()):
+                await lane.close()
                 with contextlib.suppress(Exception):
-                    await engine.flush_snapshots()
+                    await lane.engine.flush_snapshots()
         if self._consumer is not None:
             await self._consumer.stop()
         async with self._lock:
-            for engine in list(self.partitions.values()):
-                await engine.producer.stop()
-            self.partitions.clear()
+            for lane in self.lanes.values():
+                await lane.engine.producer.stop()
+            self.lanes.clear()
         for client in (self._replay_consumer, self._timer_producer):
             if client is not None:
                 await client.stop()
@@ -142,32 +149,43 @@ class SessionEngine:
     # ------------------------------------------------------------ rebalance
 
     async def _on_revoked(self, partitions: list[int]) -> None:
-        # Eager rebalancing revokes everything, then re-assigns: keep the partitions'
-        # state and producers until we know which ones really move (_on_assigned).
+        # Eager rebalancing revokes everything, then re-assigns: finish the batches
+        # under way and flush snapshots, but keep state and producers until we know
+        # which partitions really move (_on_assigned).
         async with self._lock:
             for p in partitions:
-                engine = self.partitions.get(p)
-                if engine is not None:
-                    with contextlib.suppress(Exception):
-                        await engine.flush_snapshots()
+                lane = self.lanes.get(p)
+                if lane is not None:
+                    async with lane.busy:
+                        with contextlib.suppress(Exception):
+                            await lane.engine.flush_snapshots()
 
     async def _on_assigned(self, partitions: list[int]) -> None:
         async with self._lock:
-            for p in [p for p in self.partitions if p not in partitions]:
-                await self.partitions.pop(p).producer.stop()
+            for p in [p for p in self.lanes if p not in partitions]:
+                lane = self.lanes.pop(p)
+                await lane.close()
+                await lane.engine.producer.stop()
             for p in partitions:
-                if p not in self.partitions:
+                if p not in self.lanes:
                     await self._recover(p)
-            metrics.OWNED_PARTITIONS.set(len(self.partitions))
+            metrics.OWNED_PARTITIONS.set(len(self.lanes))
         self.started.set()
 
     async def _recover(self, p: int) -> None:
+        """Take partition p: rebuild it and start its lane."""
+        engine = await self._build_engine(p)
+        self.lanes[p] = Lane(engine, self._process, self.settings.max_batch_records)
+
+    async def _rebuild(self, p: int, old: PartitionEngine) -> PartitionEngine:
+        """Replace ``old`` (after a failed transaction) by an engine rebuilt from the log."""
+        with contextlib.suppress(Exception):
+            await old.producer.stop()
+        return await self._build_engine(p)
+
+    async def _build_engine(self, p: int) -> PartitionEngine:
         """Fence the previous owner, rebuild p from checkpoint + events tail."""
         assert self._store is not None and self._replay_consumer is not None
-        old = self.partitions.pop(p, None)
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.producer.stop()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.kafka.bootstrap,
             transactional_id=f"{self.catalogue.inbox.name}.engine.{p}",
@@ -200,7 +218,6 @@ class SessionEngine:
         for entry in engine.cache.dirty_entries():
             engine.arm(entry.state)
         engine.arm_stored(await self._store.due_sessions(p))
-        self.partitions[p] = engine
         self.recoveries.append(stats)
         metrics.RECOVERY_SECONDS.observe(stats.seconds)
         metrics.REPLAYED_EVENTS.inc(stats.events_replayed)
@@ -214,42 +231,51 @@ class SessionEngine:
             stats.sessions_touched,
             stats.seconds,
         )
+        return engine
 
     # ------------------------------------------------------------------ loops
 
     async def _run(self) -> None:
+        """Hand fetched records to the lanes; pause a partition whose queue runs long."""
         consumer = self._consumer
         assert consumer is not None
+        limit = 4 * self.settings.max_batch_records
         while not self._stopping.is_set():
             batches = await consumer.getmany(
                 timeout_ms=100, max_records=self.settings.max_batch_records
             )
-            if not batches:
-                continue
+            # The lock waits out a rebalance callback: aiokafka's fetcher may return
+            # records of a partition whose lane is still being rebuilt.
             async with self._lock:
-                await asyncio.gather(
-                    *(self._process(tp, records) for tp, records in batches.items())
-                )
+                for tp, records in batches.items():
+                    lane = self.lanes.get(tp.partition)
+                    if lane is None:
+                        continue  # revoked since the fetch: the new owner reads them
+                    lane.push(records)
+                    if lane.pending > limit and not lane.paused:
+                        consumer.pause(tp)
+                        lane.paused = True
+                for p, lane in self.lanes.items():
+                    if lane.paused and lane.pending <= limit // 2:
+                        consumer.resume(TopicPartition(self.catalogue.inbox.name, p))
+                        lane.paused = False
 
-    async def _process(self, tp: TopicPartition, records: list[Any]) -> None:
-        engine = self.partitions.get(tp.partition)
-        if engine is None or not records:
-            return  # revoked between fetch and now: the new owner will read them
+    async def _process(self, lane: Lane, records: list[Any]) -> None:
+        """One transaction for ``records``; on failure rebuild the partition from the log."""
         try:
-            await engine.process(records)
+            await lane.engine.process(records)
         except Exception:
-            log.exception("partition %d: transaction failed; rebuilding from the log", tp.partition)
-            assert self._consumer is not None
-            try:
-                await self._recover(tp.partition)
-                committed = await self._consumer.committed(tp)
-                self._consumer.seek(tp, committed if committed is not None else 0)
-            except Exception:
-                log.exception(
-                    "partition %d: rebuild failed; leaving the group to retry", tp.partition
-                )
-                self.partitions.pop(tp.partition, None)
-                raise
+            p = lane.partition
+            log.exception("partition %d: transaction failed; rebuilding from the log", p)
+            consumer = self._consumer
+            assert consumer is not None
+            tp = TopicPartition(self.catalogue.inbox.name, p)
+            committed = await consumer.committed(tp)
+            lane.reset(committed if committed is not None else 0)
+            consumer.seek(tp, committed if committed is not None else 0)
+            # A new producer (same transactional id) and state rebuilt from the log,
+            # exactly as a new owner would; the lane keeps running on the new engine.
+            lane.engine = await self._rebuild(p, lane.engine)
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():

@@ -1,0 +1,90 @@
+"""One owned inbox partition's pipeline: a queue of fetched records and its own task.
+
+The engine's fetch loop only hands records to lanes, so partitions commit their
+transactions independently: a slow transaction on one partition no longer holds
+every other partition's next batch (as one ``gather`` per fetch round did), and
+records that arrive while a transaction commits join the next, larger batch.
+
+Exactly-once rests on ``position``: the next inbox offset this lane expects. A
+record below it was already handed to the lane (processed, or queued) and is
+dropped; that is what happens when a rebalance leaves the partition with us but
+aiokafka re-fetches from the committed offset, which lags the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from processors.partition import PartitionEngine
+
+Process = Callable[["Lane", list[Any]], Awaitable[None]]
+
+
+class Lane:
+    """Queue and task of one partition; ``busy`` is held while a batch is processed."""
+
+    def __init__(self, engine: PartitionEngine, process: Process, max_batch: int) -> None:
+        self.engine = engine
+        self.busy = asyncio.Lock()
+        self.position: int | None = None
+        """Next inbox offset expected; None until the first record."""
+        self.paused = False
+        """Whether the engine paused fetching this partition (queue too long)."""
+        self._queue: deque[Any] = deque()
+        self._ready = asyncio.Event()
+        self._process = process
+        self._max_batch = max_batch
+        self._task = asyncio.create_task(self._loop(), name=f"engine-lane-{engine.partition}")
+
+    @property
+    def partition(self) -> int:
+        return self.engine.partition
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def push(self, records: list[Any]) -> None:
+        """Queue fetched records, dropping any this lane has seen already."""
+        position = self.position
+        for record in records:
+            if position is not None and record.offset < position:
+                continue
+            self._queue.append(record)
+            position = record.offset + 1
+        self.position = position
+        if self._queue:
+            self._ready.set()
+
+    def reset(self, position: int) -> None:
+        """Forget queued records; the consumer was sought back to ``position``."""
+        self._queue.clear()
+        self._ready.clear()
+        self.position = position
+
+    def _take(self) -> list[Any]:
+        batch: list[Any] = []
+        while self._queue and len(batch) < self._max_batch:
+            batch.append(self._queue.popleft())
+        if not self._queue:
+            self._ready.clear()
+        return batch
+
+    async def _loop(self) -> None:
+        while True:
+            await self._ready.wait()
+            async with self.busy:
+                batch = self._take()
+                if batch:
+                    await self._process(self, batch)
+
+    async def close(self) -> None:
+        """Finish the batch under way, then stop."""
+        async with self.busy:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
