@@ -87,7 +87,9 @@ async def recover_partition(
         position = checkpoint + 1
         last_progress = time.monotonic()
         while position < end:
-            batches = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
+            # Take everything buffered: aiokafka only fetches again once a partition's
+            # buffer is drained, so draining it lets the next fetch overlap this fold.
+            batches = await consumer.getmany(tp, timeout_ms=200)
             records = batches.get(tp, [])
             if records:
                 decoded = []
@@ -100,7 +102,14 @@ async def recover_partition(
                             f"{events_topic}[{partition}]@{record.offset}: {error}"
                         ) from error
                     decoded.append((record.offset, name, event))
-                await load_snapshots(store, cache, [e["session_id"] for _, _, e in decoded])
+                # A session whose first event here is its SessionStarted (seq 1) has no
+                # snapshot: a snapshot and the checkpoint covering it are written in one
+                # Postgres transaction, so no snapshot holds an event past the checkpoint.
+                await load_snapshots(
+                    store,
+                    cache,
+                    [e["session_id"] for _, _, e in decoded if e["seq"] > 1],
+                )
                 for offset, name, event in decoded:
                     session_id = event["session_id"]
                     state: SessionState | None = cache.get(session_id)
