@@ -56,8 +56,9 @@ from streams.settings import KafkaSettings
 CODEC = Codec()
 
 
-def _settings(tag: str, partitions: int = 12) -> KafkaSettings:
+def _settings(tag: str, partitions: int | None = None) -> KafkaSettings:
     base = KafkaSettings.from_env()
+    partitions = partitions or base.partitions
     return KafkaSettings(
         bootstrap=base.bootstrap,
         topic_prefix=f"bench-{tag}-{uuid.uuid4().hex[:6]}",

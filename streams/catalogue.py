@@ -72,7 +72,7 @@ class Catalogue:
     ROLES: tuple[str, ...] = ("inbox", "events", "llm-calls", "tool-calls", "deltas", "dlq")
     """Short names in creation order."""
 
-    def __init__(self, prefix: str = "agentstream", partitions: int = 12, replication: int = 1):
+    def __init__(self, prefix: str = "agentstream", partitions: int = 4, replication: int = 1):
         # KafkaSettings validates the prefix characters and the numbers for us.
         KafkaSettings(topic_prefix=prefix, partitions=partitions, replication_factor=replication)
         self.prefix = prefix

@@ -89,7 +89,7 @@ def test_invalid_catalogue_is_refused(prefix: str, partitions: int, replication:
 
 def test_settings_defaults_and_environment() -> None:
     assert KafkaSettings.from_env({}) == KafkaSettings(
-        bootstrap="127.0.0.1:9092", topic_prefix="agentstream", partitions=12, replication_factor=1
+        bootstrap="127.0.0.1:9092", topic_prefix="agentstream", partitions=4, replication_factor=1
     )
     env = {
         "AGENTSTREAM_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
