@@ -10,6 +10,14 @@ if [[ ! -x .venv/bin/python ]]; then
         || { echo "need Python >= 3.11 (found $python)" >&2; exit 1; }
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# pip and setuptools are chatty on an editable install; keep their output in a log
+# and show it only when the install fails.
+mkdir -p .agentstream
+log=.agentstream/pip-install.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip \
+       && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "pip install failed (log: $log)" >&2
+    exit 1
+fi
 echo "agentstream installed in $(pwd)/.venv ($(.venv/bin/python --version))"
