@@ -83,10 +83,6 @@ def test_old_versions_written_by_others_decode(registry: SchemaRegistry) -> None
     # SessionStarted v1 (before the timeout fields) registered by an older writer
     old = history("SessionStarted")[0]
     old_id = registry.register("dev.agentstream.SessionStarted", old)
-    import struct
-    from io import BytesIO
-
-    from fastavro import parse_schema, schemaless_writer
 
     body = BytesIO()
     body.write(struct.pack(">bI", 0, old_id))
