@@ -83,7 +83,10 @@ async def recover_partition(
         end = (await consumer.end_offsets([tp]))[tp]
         consumer.seek(tp, checkpoint + 1)
         replayed = skipped = 0
-        touched: set[str] = set()
+        # States folded so far, by session, with their newest event's offset: kept
+        # apart from the LRU during the replay (no reordering per event), and put
+        # into it, dirty, at the end.
+        live: dict[str, tuple[SessionState, int]] = {}
         position = checkpoint + 1
         last_progress = time.monotonic()
         while position < end:
@@ -108,11 +111,18 @@ async def recover_partition(
                 await load_snapshots(
                     store,
                     cache,
-                    [e["session_id"] for _, _, e in decoded if e["seq"] > 1],
+                    [
+                        e["session_id"]
+                        for _, _, e in decoded
+                        if e["seq"] > 1 and e["session_id"] not in live
+                    ],
                 )
                 for offset, name, event in decoded:
                     session_id = event["session_id"]
-                    state: SessionState | None = cache.get(session_id)
+                    found = live.get(session_id)
+                    state: SessionState | None = (
+                        found[0] if found is not None else cache.get(session_id)
+                    )
                     if state is not None and event["seq"] <= state.seq:
                         skipped += 1
                         continue
@@ -122,8 +132,7 @@ async def recover_partition(
                             f"session {session_id}: event seq {event['seq']} at offset {offset}"
                             f" but the state is at seq {expected - 1}"
                         )
-                    cache.put_dirty(evolve(state, name, event), offset)
-                    touched.add(session_id)
+                    live[session_id] = (evolve(state, name, event), offset)
                     replayed += 1
             new_position = await consumer.position(tp)
             if new_position > position:
@@ -132,13 +141,15 @@ async def recover_partition(
                 raise RecoveryError(
                     f"{events_topic}[{partition}] replay stalled at {position} of {end}"
                 )
+        for state, offset in live.values():
+            cache.put_dirty(state, offset)
         return RecoveryStats(
             partition,
             checkpoint,
             end,
             replayed,
             skipped,
-            len(touched),
+            len(live),
             time.perf_counter() - started,
         )
     finally:

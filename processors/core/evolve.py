@@ -82,17 +82,27 @@ Changes = dict[str, Any]
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SessionState))
 _VALUES = attrgetter(*_FIELDS)
 _INDEX: dict[str, int] = {name: i for i, name in enumerate(_FIELDS)}
+# The slot descriptors' setters: a frozen dataclass's __init__ goes through
+# object.__setattr__ once per field, which was a third of the cost of a copy.
+_SETTERS: tuple[Callable[[SessionState, Any], None], ...] = tuple(
+    SessionState.__dict__[name].__set__ for name in _FIELDS
+)
 
 
 def _updated(state: SessionState, changes: Changes) -> SessionState:
-    """``dataclasses.replace``, minus its per-call checks (this runs once per event).
+    """``dataclasses.replace`` for the fold (this runs once per event, live and on replay).
 
-    Positional construction: 3.5 µs against 5.2 µs with a keyword dict (26 fields).
+    It builds the new (still frozen) state through the slot descriptors: 2.6 µs
+    against 5.2 µs for ``SessionState(**values)`` (26 fields). Nothing else may
+    write a slot; the state stays immutable to everyone else.
     """
     values = list(_VALUES(state))
     for name, value in changes.items():
         values[_INDEX[name]] = value
-    return SessionState(*values)
+    new = object.__new__(SessionState)
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(new, value)
+    return new
 
 
 def _without_tool(s: SessionState, e: Mapping[str, Any], content: str) -> Changes:
