@@ -12,8 +12,11 @@
                 against decoding alone. Target p99 <= 50 ms.
     replay      partition recovery (read + decode + fold) events/s against a bare
                 aiokafka read of the same partition. Target >= 50,000 events/s.
+    latency     hop latencies at a fixed load (--concurrency): inbox command -> its
+                events, and work item -> its result, from broker timestamps.
 
-Run: ``python -m benchmarks.bench_engine [which ...] [--sessions N]`` (default: all).
+Run: ``python -m benchmarks.bench_engine [which ...] [--sessions N] [--concurrency C]
+[--partitions P]`` (default: all but latency).
 Needs the local Kafka and Postgres (``agentstream infra up``).
 """
 
@@ -29,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +80,7 @@ async def _drop(kafka: KafkaSettings) -> None:
     await delete_topics(kafka, [spec.name for spec in Catalogue.from_settings(kafka)])
 
 
-def _p(values: list[float], q: float) -> float:
+def _p(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
@@ -123,9 +127,11 @@ def _line(label: str, report: LoadReport) -> str:
     )
 
 
-async def bench_throughput(sessions: int, concurrency: int) -> dict[str, float]:
+async def bench_throughput(
+    sessions: int, concurrency: int, partitions: int | None
+) -> dict[str, float]:
     logs = Path(tempfile.mkdtemp(prefix="bench-engine-"))
-    ours = _settings("ours")
+    ours = _settings("ours", partitions)
     await _topics(ours)
     workers = [start_worker(ours, 6180 + i, logs) for i in range(2)]
     try:
@@ -140,7 +146,7 @@ async def bench_throughput(sessions: int, concurrency: int) -> dict[str, float]:
         await _drop(ours)
     print(_line("agentstream (2 workers)", mine), flush=True)
 
-    theirs = _settings("faust")
+    theirs = _settings("faust", partitions)
     await _topics(theirs)
     baseline = _faust_baseline(theirs, logs / "faust.log")
     try:
@@ -163,31 +169,88 @@ async def bench_throughput(sessions: int, concurrency: int) -> dict[str, float]:
 # -------------------------------------------------------------------- overhead
 
 
-async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue, run_id: str) -> list[float]:
-    """Per step of run ``run_id``: broker time from one request event to the next in a session."""
+async def _timestamped(kafka: KafkaSettings, topic: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """Every committed record of ``topic``: (broker timestamp ms, record name, record)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, isolation_level="read_committed")
     await consumer.start()
-    gaps: list[float] = []
+    out: list[tuple[int, str, dict[str, Any]]] = []
     try:
-        tps = [TopicPartition(catalogue.events.name, p) for p in range(kafka.partitions)]
+        tps = [TopicPartition(topic, p) for p in range(kafka.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        last: dict[str, int] = {}
         for tp in tps:
             while await consumer.position(tp) < ends[tp]:
                 for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    name, event = CODEC.decode(record.value)
-                    if name in ("LLMCallRequested", "ToolCallRequested", "SessionCompleted"):
-                        sid = event["session_id"]
-                        if f"-{run_id}-" not in sid:
-                            continue
-                        if sid in last and record.timestamp != last[sid]:
-                            gaps.append((record.timestamp - last[sid]) / 1000)
-                        last[sid] = record.timestamp
+                    name, value = CODEC.decode(record.value)
+                    out.append((record.timestamp, name, value))
     finally:
         await consumer.stop()
+    return out
+
+
+async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue, run_id: str) -> list[float]:
+    """Per step of run ``run_id``: broker time from one request event to the next in a session."""
+    gaps: list[float] = []
+    last: dict[str, int] = {}
+    for timestamp, name, event in await _timestamped(kafka, catalogue.events.name):
+        sid = event["session_id"]
+        if f"-{run_id}-" not in sid:
+            continue
+        if name in ("LLMCallRequested", "ToolCallRequested", "SessionCompleted"):
+            if sid in last and timestamp != last[sid]:
+                gaps.append((timestamp - last[sid]) / 1000)
+            last[sid] = timestamp
     return gaps
+
+
+async def bench_latency(sessions: int, concurrency: int, partitions: int | None) -> None:
+    """Hop latencies at a fixed load, from broker timestamps of the inbox and the log."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    kafka = _settings("latency", partitions)
+    catalogue = await _topics(kafka)
+    workers = [start_worker(kafka, 6194 + i, logs) for i in range(2)]
+    try:
+        await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
+        await run_sessions(kafka, 200, concurrency=concurrency, timeout_s=600)  # warm-up
+        report = await run_sessions(kafka, sessions, concurrency=concurrency, timeout_s=600)
+    finally:
+        for worker in workers:
+            worker.stop()
+    run = f"-{report.run_id}-"
+    inbox = [
+        r for r in await _timestamped(kafka, catalogue.inbox.name) if run in r[2]["session_id"]
+    ]
+    events = [
+        r for r in await _timestamped(kafka, catalogue.events.name) if run in r[2]["session_id"]
+    ]
+    await _drop(kafka)
+    first_event_of: dict[str, int] = {}
+    requested: dict[str, int] = {}
+    for timestamp, name, event in events:
+        first_event_of.setdefault(event["causation_id"], timestamp)
+        if name in ("LLMCallRequested", "ToolCallRequested"):
+            requested[event["call_id"]] = timestamp
+    engine = [
+        first_event_of[c["event_id"]] - t for t, _, c in inbox if c["event_id"] in first_event_of
+    ]
+    executor = [
+        t - requested[c["call_id"]]
+        for t, n, c in inbox
+        if n in ("LLMCallResult", "ToolCallResult") and c["call_id"] in requested
+    ]
+    print(
+        f"  {concurrency} sessions in flight, {kafka.partitions} partitions:"
+        f" {report.steps / report.seconds:,.0f} steps/s; session p50 {report.percentile(0.5) * 1000:.0f} ms,"
+        f" p99 {report.percentile(0.99) * 1000:.0f} ms"
+    )
+    for label, hops in (
+        ("inbox command -> its events", engine),
+        ("work item -> its result", executor),
+    ):
+        print(
+            f"  {label}: p50 {_p(hops, 0.5):.0f} ms, p90 {_p(hops, 0.9):.0f} ms, p99 {_p(hops, 0.99):.0f} ms ({len(hops)} hops)"
+        )
 
 
 async def bench_overhead(sessions: int, max_steps_s: float | None) -> None:
@@ -385,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--calls", type=int, default=10_000, help="in-flight benchmark calls")
+    parser.add_argument(
+        "--partitions", type=int, help="topic partitions (default: AGENTSTREAM_PARTITIONS or 4)"
+    )
     args = parser.parse_args(argv)
     print(
         f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
@@ -393,9 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     for which in args.which:
         print(f"== {which}", flush=True)
         if which == "throughput":
-            results = asyncio.run(bench_throughput(args.sessions, args.concurrency))
+            results = asyncio.run(
+                bench_throughput(args.sessions, args.concurrency, args.partitions)
+            )
         elif which == "overhead":
             asyncio.run(bench_overhead(args.sessions, results.get("ours_steps_s")))
+        elif which == "latency":
+            asyncio.run(bench_latency(min(args.sessions, 2000), args.concurrency, args.partitions))
         elif which == "inflight":
             asyncio.run(bench_inflight(args.calls))
         elif which == "rebuild":

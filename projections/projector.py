@@ -124,6 +124,7 @@ class Projector:
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: Producer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._applied_counter = EVENTS_APPLIED.labels(self.stream)
         self._batch_timer = BATCH_SECONDS.labels(self.stream)
 
@@ -147,7 +148,23 @@ class Projector:
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="projector")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Finish the batch under way (up to ``grace_s``), then stop.
+
+        Cancelling in the middle of a Postgres transaction can leave its pooled
+        connection inside that transaction, holding the tracking rows' locks, so a
+        projector started next in the same process waits on them; a graceful stop
+        never does that. :meth:`kill` is the crash.
+        """
+        if self._task is not None:
+            self._stopping.set()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        await self.kill()
+
+    async def kill(self) -> None:
+        """Stop at once, wherever the projector is (a crash, for tests). A crashed
+        process loses its Postgres connections; in process, dispose the engine's pool."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,7 +208,7 @@ class Projector:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        while True:
+        while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch_records)
             if not batches:
                 continue

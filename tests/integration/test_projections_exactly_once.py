@@ -238,7 +238,8 @@ async def test_projector_restarted_mid_stream_applies_each_event_once(
     first = Projector(kafka, db, max_batch_records=37)
     await first.start()
     await eventually(lambda: asyncio.sleep(0, True if first.applied > total // 4 else None))
-    await first.stop()  # cancelled wherever it is, possibly inside a transaction
+    await first.kill()  # cancelled wherever it is, possibly inside a transaction
+    await db.dispose()  # ... and, like a dead process, its Postgres connections are gone
     assert first.applied < total
     async with Projector(kafka, db, max_batch_records=37):
         await caught_up(db, kafka)
