@@ -28,7 +28,8 @@ class KafkaSettings:
     It bounds how many engines can share the work (one per partition at most), and
     every partition is a separate Kafka transaction stream: with more partitions
     each transaction carries fewer commands. On the 2-core development machine, 2
-    workers at 512 sessions in flight: 4 partitions → 3,107 steps/s, 12 → 1,862.
+    workers at 512 sessions in flight (``bench_engine throughput --partitions N``):
+    4 partitions → 3,090 steps/s, 12 → 2,097.
     Size it for the cluster before creating the topics (it cannot shrink)."""
     replication_factor: int = 1
     """Replication factor of new topics (``AGENTSTREAM_REPLICATION_FACTOR``)."""
@@ -37,7 +38,8 @@ class KafkaSettings:
     (``AGENTSTREAM_FETCH_MAX_WAIT_MS``). The broker answers as soon as data is
     there, but aiokafka does not re-fetch a partition whose records were just
     consumed while a fetch to the same broker is waiting, so this bounds that
-    stall. Measured on 2 cores, engine + executors at 512 sessions in flight:
+    stall. Measured once on 2 cores (before the engine had per-partition lanes), engine +
+    executors at 512 sessions in flight:
     5 ms → 936 steps/s (empty fetches burn the broker's and our CPU), 100 ms →
     1,483, 500 ms → 743."""
 
