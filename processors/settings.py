@@ -6,17 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from streams.settings import env_number as _number
+
 DEFAULT_DATABASE_URL = "postgresql://agentstream:agentstream@127.0.0.1:55432/agentstream"
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
 @dataclass(frozen=True)

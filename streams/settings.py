@@ -90,3 +90,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    """``env[name]`` as a number, ``default`` when unset or blank; a malformed value
+    raises ``ValueError`` naming the variable (every package's settings use this)."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None

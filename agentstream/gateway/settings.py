@@ -7,18 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from projections.settings import DEFAULT_DATABASE_URL
+from streams.settings import env_number as _number
 
 MIB = 1024 * 1024
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
 @dataclass(frozen=True)
