@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "topics",
     "produce",
     "tail",
+    "dlq",
     "worker",
     "demo",
     "api",

@@ -75,3 +75,49 @@ def dead_letter_of(record: Any, *, reason: str, error: str, source: str) -> Dead
         error=error,
         source=source,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    """A dead letter read back from the DLQ topic."""
+
+    partition: int
+    """DLQ partition it sits in."""
+    offset: int
+    """Its offset there."""
+    key: bytes | None
+    """The original key."""
+    value: bytes | None
+    """The original value bytes."""
+    headers: tuple[tuple[str, bytes], ...]
+    """All headers: the original ones, then the ``dlq.*`` ones."""
+
+    def header(self, name: str) -> str:
+        """A header as text ('' when absent)."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("utf-8", "replace")
+        return ""
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        """The headers the record had before it was refused."""
+        return [(k, v) for k, v in self.headers if not k.startswith("dlq.")]
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary: where it came from and why it was refused."""
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": None if self.key is None else self.key.decode("utf-8", "replace"),
+            "type": next((v.decode() for k, v in self.headers if k == "type"), None),
+            "origin": {
+                "topic": self.header(ORIGIN_TOPIC),
+                "partition": int(self.header(ORIGIN_PARTITION) or -1),
+                "offset": int(self.header(ORIGIN_OFFSET) or -1),
+            },
+            "reason": self.header(REASON),
+            "error": self.header(ERROR),
+            "source": self.header(SOURCE),
+            "bytes": 0 if self.value is None else len(self.value),
+        }
