@@ -12,6 +12,8 @@ Roles: ``engine`` (inbox → events), ``llm`` (llm-calls → inbox results),
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +25,12 @@ import faust
 import mode
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from agentstream.process_tuning import (
+    freeze_startup_objects,
+    gc_threshold_from_env,
+    install_event_loop_policy,
+    tune_gc,
+)
 from processors.agents import AgentCatalog
 from processors.engine import SessionEngine
 from processors.executors import WorkExecutor
@@ -104,7 +112,14 @@ class Components:
             await self.engine.stop()
 
     def health(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"roles": list(self.roles)}
+        report: dict[str, Any] = {
+            "roles": list(self.roles),
+            "process": {
+                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+                "gc_threshold": list(gc.get_threshold()),
+                "gc_frozen_objects": gc.get_freeze_count(),
+            },
+        }
         if self.engine is not None:
             report["engine"] = {
                 "partitions": sorted(self.engine.partitions),
@@ -159,6 +174,7 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
             for name in ("aiokafka", "faust", "mode", "processors", "agentstream"):
                 logging.getLogger(name).setLevel(max(min(handler_levels), logging.INFO))
             await components.start()
+            freeze_startup_objects()
 
         async def on_stop(self) -> None:
             await components.stop()
@@ -194,6 +210,8 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
 
 def run_worker(components: Components, *, web_port: int, data_dir: Path, loglevel: str) -> int:
     """Run the worker until SIGTERM/SIGINT (faust's Worker owns the loop and signals)."""
+    install_event_loop_policy(os.environ)
+    tune_gc(gc_threshold_from_env(os.environ))
     app = build_app(components, web_port=web_port, data_dir=data_dir)
     os.makedirs(data_dir, exist_ok=True)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -6,7 +6,8 @@ the sessions it touches, each starting from its snapshot (loaded lazily, once).
 An event at or below a session's snapshot offset is already in the snapshot
 and is skipped. Sessions the tail does not touch stay in Postgres until used.
 
-Replay only folds events with ``evolve``: it never decides, never calls a
+Replay only folds events (``evolve_private``, evolve in place on states the
+replay alone holds until it ends): it never decides, never calls a
 model or a tool, and never writes to Kafka.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.core import SessionState, decode_state, evolve
+from processors.core import SessionState, decode_state, evolve_private, private_copy
 from processors.session_cache import SessionCache
 from processors.snapshots import SnapshotStore
 from schemas import Codec, SchemaError
@@ -83,10 +84,11 @@ async def recover_partition(
         end = (await consumer.end_offsets([tp]))[tp]
         consumer.seek(tp, checkpoint + 1)
         replayed = skipped = 0
-        # States folded so far, by session, with their newest event's offset: kept
-        # apart from the LRU during the replay (no reordering per event), and put
-        # into it, dirty, at the end.
-        live: dict[str, tuple[SessionState, int]] = {}
+        # States folded so far and their newest event's offset, by session: kept apart
+        # from the LRU during the replay (no reordering per event; nobody else sees
+        # them, so they are folded in place), and put into it, dirty, at the end.
+        live: dict[str, SessionState] = {}
+        newest: dict[str, int] = {}
         position = checkpoint + 1
         last_progress = time.monotonic()
         while position < end:
@@ -119,10 +121,9 @@ async def recover_partition(
                 )
                 for offset, name, event in decoded:
                     session_id = event["session_id"]
-                    found = live.get(session_id)
-                    state: SessionState | None = (
-                        found[0] if found is not None else cache.get(session_id)
-                    )
+                    state: SessionState | None = live.get(session_id)
+                    if state is None:
+                        state = cache.get(session_id)
                     if state is not None and event["seq"] <= state.seq:
                         skipped += 1
                         continue
@@ -132,7 +133,10 @@ async def recover_partition(
                             f"session {session_id}: event seq {event['seq']} at offset {offset}"
                             f" but the state is at seq {expected - 1}"
                         )
-                    live[session_id] = (evolve(state, name, event), offset)
+                    if state is not None and session_id not in live:
+                        state = private_copy(state)  # the cache's object must not change
+                    live[session_id] = evolve_private(state, name, event)
+                    newest[session_id] = offset
                     replayed += 1
             new_position = await consumer.position(tp)
             if new_position > position:
@@ -141,8 +145,8 @@ async def recover_partition(
                 raise RecoveryError(
                     f"{events_topic}[{partition}] replay stalled at {position} of {end}"
                 )
-        for state, offset in live.values():
-            cache.put_dirty(state, offset)
+        for session_id, state in live.items():
+            cache.put_dirty(state, newest[session_id])
         return RecoveryStats(
             partition,
             checkpoint,

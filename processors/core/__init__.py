@@ -7,7 +7,7 @@ returns, and folds events with :func:`evolve` / :func:`rebuild` on recovery.
 Modules::
 
     state     SessionState, PendingLLM, PendingTool, Timer, WorkItem, Decision, Record
-    evolve    evolve, rebuild: the only way state changes
+    evolve    evolve, rebuild: the only way state changes (evolve_private: replay's in-place fold)
     loop      the agent loop's moves (ask the model, request tools, answer) and id derivation
     decide    decide: one command -> events, work items, or duplicate / rejection
     timers    timers_of (durable timers of a state), timer_command (a due timer as a command)
@@ -15,7 +15,13 @@ Modules::
 """
 
 from processors.core.decide import decide
-from processors.core.evolve import EventOrderError, evolve, rebuild
+from processors.core.evolve import (
+    EventOrderError,
+    evolve,
+    evolve_private,
+    private_copy,
+    rebuild,
+)
 from processors.core.loop import NAMESPACE, derive_id
 from processors.core.snapshot import SnapshotError, decode_state, encode_state
 from processors.core.state import (
@@ -49,6 +55,8 @@ __all__ = [
     "derive_id",
     "encode_state",
     "evolve",
+    "evolve_private",
+    "private_copy",
     "rebuild",
     "timer_command",
     "timers_of",

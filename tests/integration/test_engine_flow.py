@@ -41,12 +41,13 @@ async def test_sessions_complete_with_a_clean_log(
             ],
         )
         sessions = await wait_for_terminal(kafka, catalogue, ids)
+        assert components.engine is not None
         live = {
             sid: engine.cache.get(sid)
             for engine in components.engine.partitions.values()
             for sid in ids
             if sid in engine.cache
-        }  # type: ignore[union-attr]
+        }
     check_invariants(sessions)
     for i, sid in enumerate(ids):
         names = [name for name, _ in sessions[sid]]

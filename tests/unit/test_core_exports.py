@@ -32,6 +32,8 @@ def test_core_exports() -> None:
             "derive_id",
             "encode_state",
             "evolve",
+            "evolve_private",
+            "private_copy",
             "rebuild",
             "timer_command",
             "timers_of",

@@ -18,7 +18,15 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from processors.core import SessionState, decode_state, encode_state, rebuild, timers_of
+from processors.core import (
+    SessionState,
+    decode_state,
+    encode_state,
+    evolve_private,
+    private_copy,
+    rebuild,
+    timers_of,
+)
 from tests.unit.test_core_kit import Script, Session, check_log
 
 WEIGHTS = {
@@ -147,6 +155,22 @@ def test_random_command_sequences_keep_every_invariant(data: st.DataObject) -> N
     snapshot = rebuild(session.log[:cut])
     restored = decode_state(encode_state(snapshot)) if snapshot is not None else None
     assert rebuild(session.log[cut:], restored) == final
+    _check_private_fold(session.log, cut, final)
+
+
+def _check_private_fold(
+    log: list[tuple[str, dict[str, Any]]], cut: int, final: SessionState
+) -> None:
+    """Replay's in-place fold gives what evolve gives, and never touches the state it copied."""
+    shared = rebuild(log[:cut])
+    before = rebuild(log[:cut])
+    state = private_copy(shared) if shared is not None else None
+    for name, event_ in log[cut:]:
+        state = evolve_private(state, name, event_)
+    assert state == final
+    assert shared == before, "the fold changed a state it did not own"
+    if cut < len(log) and shared is not None:
+        assert state is not shared
 
 
 def _check_state(state: SessionState) -> None:

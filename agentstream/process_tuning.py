@@ -1,0 +1,111 @@
+"""Process-wide runtime choices of a worker: the event loop and the garbage collector.
+
+Both were measured, not guessed (``bench_engine``, 2 vCPU):
+
+* The cyclic garbage collector. A worker holds tens of thousands of live
+  session states; CPython's full (generation 2) collection walks every one of
+  them, and with the default thresholds (700, 10, 10) it ran often enough to
+  take 44 % of a partition replay's CPU time (py-spy; replay went from 46,000
+  to 78,000 events/s with full collections made rare) and to stop the whole
+  event loop for tens of milliseconds at a time under load. Session states are
+  acyclic (frozen dataclasses of tuples and strings) and are freed by reference
+  counting alone, so collecting cycles less often costs little memory.
+  ``gc.freeze()`` after start-up moves the imported modules, the agent catalog
+  and the clients into the permanent generation, where no collection walks them.
+* The event loop: uvloop when installed (it is a dependency), which cuts the
+  per-call cost of aiokafka's and asyncpg's networking.
+
+Every collection's pause is observed in ``agentstream_gc_pause_seconds`` by
+generation, so a regression shows on the worker's ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Histogram
+
+log = logging.getLogger(__name__)
+
+GC_PAUSE = Histogram(
+    "agentstream_gc_pause_seconds",
+    "Stop-the-world pauses of CPython's cyclic garbage collector, by generation.",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+DEFAULT_GC_THRESHOLD: tuple[int, int, int] = (50_000, 20, 100)
+"""Collect generation 0 every 50,000 net allocations (default 700), generation 1
+every 20 of those and generation 2 every 100 of generation 1 (CPython 3.11 also
+waits until 25 % of the long-lived objects are new). Chosen with bench_engine
+replay and overhead; override with ``AGENTSTREAM_GC_THRESHOLD=a,b,c``."""
+
+
+def gc_threshold_from_env(env: Mapping[str, str]) -> tuple[int, int, int]:
+    """``AGENTSTREAM_GC_THRESHOLD`` (three integers, comma-separated) or the default."""
+    text = env.get("AGENTSTREAM_GC_THRESHOLD", "").strip()
+    if not text:
+        return DEFAULT_GC_THRESHOLD
+    parts = text.split(",")
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or values[0] < 1 or min(values) < 0:
+        raise ValueError(
+            f"AGENTSTREAM_GC_THRESHOLD={text!r}: expected three integers a,b,c with a >= 1"
+        )
+    return values[0], values[1], values[2]
+
+
+class _PauseTimer:
+    """A ``gc.callbacks`` entry that times each collection into :data:`GC_PAUSE`."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - self._started)
+
+
+_pause_timer = _PauseTimer()
+
+
+def tune_gc(threshold: tuple[int, int, int]) -> None:
+    """Set the collector's thresholds and observe its pauses (once per process)."""
+    gc.set_threshold(*threshold)
+    if _pause_timer not in gc.callbacks:
+        gc.callbacks.append(_pause_timer)
+
+
+def freeze_startup_objects() -> None:
+    """Collect once, then exempt every object alive now from later collections."""
+    gc.collect()
+    gc.freeze()
+    log.info(
+        "gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold()
+    )
+
+
+def install_event_loop_policy(env: Mapping[str, str]) -> str:
+    """Use uvloop's event loop for loops created from now on, unless
+    ``AGENTSTREAM_EVENT_LOOP=asyncio`` (kept for comparing the two)."""
+    choice = env.get("AGENTSTREAM_EVENT_LOOP", "uvloop").strip() or "uvloop"
+    if choice not in ("uvloop", "asyncio"):
+        raise ValueError(f"AGENTSTREAM_EVENT_LOOP={choice!r}: expected uvloop or asyncio")
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
