@@ -1,7 +1,8 @@
 """The session engine service: owns inbox partitions and drives PartitionEngines.
 
 One consumer in the engine group reads ``inbox`` (read_committed, no auto
-commit: offsets are committed inside each partition's transaction). On
+commit: how far each partition is applied is a record of its transactions on
+``engine-progress``, see progress.py; group offsets only mirror it). On
 assignment of partition p the engine starts p's transactional producer (its
 transactional id belongs to inbox partition p, so the previous owner is fenced
 and its open transaction aborted: aiokafka has no KIP-447), rebuilds p's
@@ -26,6 +27,7 @@ from processors.agents import AgentCatalog
 from processors.core import timer_command, timers_of
 from processors.lane import Lane
 from processors.partition import PartitionEngine
+from processors.progress import read_progress
 from processors.recovery import RecoveryStats, recover_partition
 from processors.settings import EngineSettings
 from processors.snapshots import SnapshotStore
@@ -161,21 +163,47 @@ class SessionEngine:
                             await lane.engine.flush_snapshots()
 
     async def _on_assigned(self, partitions: list[int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
         async with self._lock:
             for p in [p for p in self.lanes if p not in partitions]:
                 lane = self.lanes.pop(p)
                 await lane.close()
                 await lane.engine.producer.stop()
             for p in partitions:
-                if p not in self.lanes:
-                    await self._recover(p)
+                kept = self.lanes.get(p)
+                lane = kept if kept is not None else await self._recover(p)
+                # Consume from the engine's own progress, never from the group's
+                # (advisory) offsets: a kept lane resumes after what it queued.
+                position = lane.position if lane.position is not None else 0
+                consumer.seek(self._inbox_tp(p), position)
             metrics.OWNED_PARTITIONS.set(len(self.lanes))
         self.started.set()
 
-    async def _recover(self, p: int) -> None:
-        """Take partition p: rebuild it and start its lane."""
+    def _inbox_tp(self, p: int) -> TopicPartition:
+        return TopicPartition(self.catalogue.inbox.name, p)
+
+    async def _recover(self, p: int) -> Lane:
+        """Take partition p: rebuild it and start its lane at the recorded progress."""
         engine = await self._build_engine(p)
-        self.lanes[p] = Lane(engine, self._process, self.settings.max_batch_records)
+        lane = Lane(engine, self._process, self.settings.max_batch_records)
+        lane.reset(engine.next_inbox_offset or 0)
+        self.lanes[p] = lane
+        return lane
+
+    async def _inbox_position(self, p: int) -> int:
+        """Where partition p's inbox is applied up to: the newest progress record
+        (read after init_transactions aborted any open transaction of ours)."""
+        assert self._replay_consumer is not None and self._consumer is not None
+        progress = await read_progress(
+            self._replay_consumer, self.catalogue.engine_progress.name, p
+        )
+        if progress is not None:
+            return progress.next_offset
+        # No progress record yet: an engine from before they existed committed its
+        # position as group offsets inside its transactions.
+        committed = await self._consumer.committed(self._inbox_tp(p))
+        return committed if committed is not None else 0
 
     async def _rebuild(self, p: int, old: PartitionEngine) -> PartitionEngine:
         """Replace ``old`` (after a failed transaction) by an engine rebuilt from the log."""
@@ -208,7 +236,6 @@ class SessionEngine:
             codec=self.codec,
             agents=self.agents,
             store=self._store,
-            group_id=self.group_id,
             max_sessions=self.settings.max_sessions_per_partition,
         )
         stats = await recover_partition(
@@ -220,6 +247,7 @@ class SessionEngine:
             codec=self.codec,
         )
         engine.committed_events_offset = stats.end_offset - 1
+        engine.next_inbox_offset = await self._inbox_position(p)
         for entry in engine.cache.dirty_entries():
             engine.arm(entry.state)
         engine.arm_stored(await self._store.due_sessions(p))
@@ -274,13 +302,15 @@ class SessionEngine:
             log.exception("partition %d: transaction failed; rebuilding from the log", p)
             consumer = self._consumer
             assert consumer is not None
-            tp = TopicPartition(self.catalogue.inbox.name, p)
-            committed = await consumer.committed(tp)
-            lane.reset(committed if committed is not None else 0)
-            consumer.seek(tp, committed if committed is not None else 0)
-            # A new producer (same transactional id) and state rebuilt from the log,
-            # exactly as a new owner would; the lane keeps running on the new engine.
+            # A new producer (same transactional id: our open transaction is aborted)
+            # and state rebuilt from the log, exactly as a new owner would; the lane
+            # keeps running on the new engine, from the recorded progress.
             lane.engine = await self._rebuild(p, lane.engine)
+            position = lane.engine.next_inbox_offset or 0
+            # No lock (a revocation holds it while waiting for this lane): reset and
+            # seek run without a suspension point between them.
+            lane.reset(position)
+            consumer.seek(self._inbox_tp(p), position)
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
@@ -292,6 +322,23 @@ class SessionEngine:
                     await engine.flush_snapshots()
                 except Exception:
                     log.exception("snapshot flush of partition %d failed", engine.partition)
+            await self._commit_group_offsets(engines)
+
+    async def _commit_group_offsets(self, engines: list[PartitionEngine]) -> None:
+        """Mirror the progress into the group's offsets, for lag dashboards and the
+        gateway's admission control; advisory (recovery reads engine-progress)."""
+        consumer = self._consumer
+        offsets = {
+            self._inbox_tp(e.partition): e.next_inbox_offset
+            for e in engines
+            if e.next_inbox_offset is not None
+        }
+        if consumer is None or not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as error:  # a rebalance under way: the next round commits
+            log.debug("advisory offset commit skipped: %s", error)
 
     async def _timer_loop(self) -> None:
         producer = self._timer_producer

@@ -7,8 +7,8 @@ For each batch of inbox records of partition p:
 2. ``decide(state, command)`` → events and work items (a rejection → DLQ);
 3. in ONE Kafka transaction, on the producer whose transactional id belongs
    to inbox partition p: append the events to ``events`` p, the work items to
-   ``llm-calls`` / ``tool-calls`` p, DLQ copies to the DLQ, and the consumed
-   inbox offsets;
+   ``llm-calls`` / ``tool-calls`` p, DLQ copies to the DLQ, and the next
+   inbox offset to ``engine-progress`` p;
 4. only once the transaction is committed do the new states replace the live
    ones (so an aborted transaction leaves memory as it was).
 
@@ -19,18 +19,18 @@ never apply a record twice.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from processors import metrics
 from processors.agents import AgentCatalog
 from processors.core import SessionState, decide, encode_state, timers_of
+from processors.progress import HEADER_TYPE, Progress
 from processors.recovery import load_snapshots
 from processors.session_cache import SessionCache
 from processors.snapshots import Snapshot, SnapshotStore
@@ -68,7 +68,6 @@ class PartitionEngine:
         codec: Codec,
         agents: AgentCatalog,
         store: SnapshotStore,
-        group_id: str,
         max_sessions: int,
     ) -> None:
         self.partition = partition
@@ -78,10 +77,10 @@ class PartitionEngine:
         self._codec = codec
         self._agents = agents
         self._store = store
-        self._group_id = group_id
-        self._inbox_tp = TopicPartition(catalogue.inbox.name, partition)
         self.committed_events_offset = -1
         """Highest events offset committed by this owner (for checkpoints)."""
+        self.next_inbox_offset: int | None = None
+        """First inbox offset not applied, as of the last committed transaction."""
         self._timers: list[tuple[int, str]] = []
         self._armed: dict[str, int] = {}
         """Earliest deadline already in the heap per session: no duplicate entries."""
@@ -204,15 +203,15 @@ class PartitionEngine:
                 if decision.state is not None:
                     new_states[session_id] = (decision.state, last)
                 metrics.COMMANDS.labels(name, "applied").inc()
-            # The offsets and the records join the same transaction; sending both
-            # at once saves the round trips of one of them.
-            await asyncio.gather(
-                writer.flush(),
-                self.producer.send_offsets_to_transaction(
-                    {self._inbox_tp: records[-1].offset + 1}, self._group_id
-                ),
+            # How far the inbox is applied joins the same transaction as a record
+            # (processors/progress.py: two round trips fewer than group offsets).
+            progress = Progress(self.partition, records[-1].offset + 1)
+            await writer.append(
+                catalogue.engine_progress.name, progress.key(), progress.value(), HEADER_TYPE
             )
+            await writer.flush()
         # Committed: only now does the live state move on.
+        self.next_inbox_offset = progress.next_offset
         for state, placement in new_states.values():
             offset = placement.offset if placement is not None else -1
             self.cache.put_dirty(state, offset)

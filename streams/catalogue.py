@@ -41,7 +41,7 @@ class TopicSpec:
     retention_ms: int
     """``retention.ms``; ``-1`` keeps records forever."""
     cleanup_policy: str
-    """``cleanup.policy`` (``delete`` for all of ours: logs, not tables)."""
+    """``cleanup.policy``: ``delete`` for the logs, ``compact`` for engine-progress (a table)."""
     key: str
     """What the key holds."""
     value: str
@@ -69,7 +69,15 @@ class Catalogue:
     ``Catalogue("agentstream", 12, 1).inbox.name == "agentstream.inbox"``.
     """
 
-    ROLES: tuple[str, ...] = ("inbox", "events", "llm-calls", "tool-calls", "deltas", "dlq")
+    ROLES: tuple[str, ...] = (
+        "inbox",
+        "events",
+        "llm-calls",
+        "tool-calls",
+        "deltas",
+        "dlq",
+        "engine-progress",
+    )
     """Short names in creation order."""
 
     def __init__(self, prefix: str = "agentstream", partitions: int = 4, replication: int = 1):
@@ -87,6 +95,7 @@ class Catalogue:
             value: str,
             types: tuple[str, ...],
             keyed: bool = True,
+            cleanup: str = "delete",
         ) -> TopicSpec:
             return TopicSpec(
                 role=role,
@@ -94,7 +103,7 @@ class Catalogue:
                 partitions=partitions,
                 replication=replication,
                 retention_ms=retention_ms,
-                cleanup_policy="delete",
+                cleanup_policy=cleanup,
                 key=key,
                 value=value,
                 session_keyed=keyed,
@@ -147,6 +156,18 @@ class Catalogue:
             types=(),
             keyed=False,
         )
+        # Where each engine transaction records how far it consumed its inbox
+        # partition (key: the partition number), in the same transaction as its
+        # events; see processors/progress.py. Compacted: only the newest per key counts.
+        self.engine_progress = spec(
+            "engine-progress",
+            retention_ms=FOREVER,
+            key="inbox partition number (decimal text)",
+            value="JSON: the next inbox offset of that partition (written by the engine only)",
+            types=(),
+            keyed=False,
+            cleanup="compact",
+        )
         self._by_name = {s.name: s for s in self.all()}
         self._by_role = {s.role: s for s in self.all()}
 
@@ -157,7 +178,15 @@ class Catalogue:
 
     def all(self) -> tuple[TopicSpec, ...]:
         """Every topic, in :attr:`ROLES` order."""
-        return (self.inbox, self.events, self.llm_calls, self.tool_calls, self.deltas, self.dlq)
+        return (
+            self.inbox,
+            self.events,
+            self.llm_calls,
+            self.tool_calls,
+            self.deltas,
+            self.dlq,
+            self.engine_progress,
+        )
 
     def __iter__(self) -> Iterator[TopicSpec]:
         return iter(self.all())

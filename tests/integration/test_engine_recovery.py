@@ -9,11 +9,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from processors.agents import load_agents
 from processors.core import rebuild
+from processors.progress import read_progress
 from processors.settings import DEFAULT_DATABASE_URL, EngineSettings
 from streams.catalogue import Catalogue
+from streams.consumer import end_offsets
 from tests.integration.engine_kit import (
     check_invariants,
     command,
@@ -150,3 +153,56 @@ async def test_durable_timers_fire_across_a_restart(
     assert sessions[idle][-1][1]["reason"] == "idle_timeout"
     assert "AssistantMessageAdded" in [n for n, _ in sessions[idle]]
     check_invariants(sessions)
+
+
+async def _rewind_group_offsets(kafka_bootstrap: str, group_id: str, topic: str) -> None:
+    """Commit offset 0 for every partition of ``topic`` in ``group_id`` (no engine runs)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.subscribe([topic])
+        for _ in range(100):
+            if consumer.assignment():
+                break
+            await consumer.getmany(timeout_ms=200)
+        assignment = consumer.assignment()
+        assert assignment, "never joined the engine group"
+        await consumer.commit({tp: 0 for tp in assignment})
+    finally:
+        await consumer.stop()
+
+
+async def test_the_engine_resumes_from_its_progress_records_not_group_offsets(
+    kafka_bootstrap: str, catalogue: Catalogue
+) -> None:
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    ids = new_ids(40)
+    async with running(kafka) as components:
+        await produce(kafka, catalogue.inbox.name, [start_session(s, "What is 2*9?") for s in ids])
+        await wait_for_terminal(kafka, catalogue, ids)
+        await produce(kafka, catalogue.inbox.name, [command("UserMessage", ids[0], text="late")])
+        await asyncio.sleep(1.0)  # the refusal commits; an advisory group commit follows
+        assert components.engine is not None
+        group_id = components.engine.group_id
+    inbox_ends = await end_offsets(kafka, catalogue.inbox.name)
+    replay = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_committed")
+    await replay.start()
+    try:
+        for p, end in inbox_ends.items():
+            progress = await read_progress(replay, catalogue.engine_progress.name, p)
+            # every inbox record of p is applied, and the transactions say so
+            assert (progress.next_offset if progress else 0) == end, (p, progress, end)
+    finally:
+        await replay.stop()
+    events_before = len((await read_topic(kafka, catalogue.events.name)).records)
+
+    # Group offsets are advisory: rewound to 0, they must not make the engine
+    # apply anything again (the late message would be refused a second time).
+    await _rewind_group_offsets(kafka_bootstrap, group_id, catalogue.inbox.name)
+    async with running(kafka):
+        await asyncio.sleep(1.5)
+    assert len((await read_topic(kafka, catalogue.events.name)).records) == events_before
+    dlq = await read_topic(kafka, catalogue.dlq.name, decode=False)
+    assert len(dlq.records) == 1

@@ -24,6 +24,7 @@ def test_names_follow_the_prefix() -> None:
         "agentstream.tool-calls",
         "agentstream.deltas",
         "agentstream.dlq",
+        "agentstream.engine-progress",
     ]
     assert cat.inbox.name == "agentstream.inbox"
     assert cat.llm_calls.name == "agentstream.llm-calls"
@@ -38,6 +39,7 @@ def test_session_keyed_topics_are_co_partitioned() -> None:
     assert {s.partitions for s in cat.all()} == {7}
     assert {s.replication for s in cat.all()} == {3}
     assert not cat.dlq.session_keyed
+    assert not cat.engine_progress.session_keyed
 
 
 def test_retention() -> None:
@@ -49,6 +51,9 @@ def test_retention() -> None:
     assert cat.dlq.retention_ms == 30 * DAY_MS
     short = [cat.llm_calls, cat.tool_calls, cat.deltas]
     assert all(0 < s.retention_ms < cat.inbox.retention_ms for s in short)
+    # Only the newest progress record per inbox partition matters, and it must never
+    # age out: compacted, kept forever.
+    assert cat.engine_progress.config == {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 
 def test_value_types_cover_every_record_once() -> None:
