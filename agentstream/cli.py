@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "produce",
     "tail",
     "dlq",
+    "replay",
     "worker",
     "demo",
     "api",

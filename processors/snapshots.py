@@ -123,6 +123,16 @@ class SnapshotStore:
         )
         return {row["session_id"]: Snapshot(**dict(row)) for row in rows}
 
+    async def load_partition(self, partition: int) -> dict[str, Snapshot]:
+        """Every snapshot of ``partition`` (for audits; the engine loads them lazily)."""
+        rows = await self._pool.fetch(
+            "SELECT session_id, tenant_id, partition, seq, events_offset, next_deadline_ms, state"
+            " FROM session_snapshots WHERE stream = $1 AND partition = $2",
+            self._stream,
+            partition,
+        )
+        return {row["session_id"]: Snapshot(**dict(row)) for row in rows}
+
     async def save(
         self, partition: int, snapshots: Iterable[Snapshot], checkpoint_offset: int | None
     ) -> None:
