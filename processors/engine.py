@@ -36,7 +36,7 @@ from streams.catalogue import Catalogue
 from streams.consumer import group_consumer_config
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
-from streams.tuning import shorten_transaction_backoff
+from streams.tuning import producer_fenced, shorten_transaction_backoff
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class SessionEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._replay_consumer: AIOKafkaConsumer | None = None
+        self._replay_lock = asyncio.Lock()
+        """One partition at a time on the replay consumer: a rebuild after a failed
+        transaction (a lane's task) may run while a rebalance recovers another."""
         self._timer_producer: AIOKafkaProducer | None = None
         self._store: SnapshotStore | None = None
         self.started = asyncio.Event()
@@ -170,6 +173,14 @@ class SessionEngine:
                 lane = self.lanes.pop(p)
                 await lane.close()
                 await lane.engine.producer.stop()
+            for p in [p for p, lane in self.lanes.items() if lane.fenced]:
+                lane = self.lanes.pop(p)  # fenced: whatever it holds is stale
+                await lane.close()
+                with contextlib.suppress(Exception):
+                    await lane.engine.producer.stop()
+                if p in partitions:  # ours again: make sure it is fetched
+                    with contextlib.suppress(Exception):
+                        consumer.resume(self._inbox_tp(p))
             for p in partitions:
                 kept = self.lanes.get(p)
                 lane = kept if kept is not None else await self._recover(p)
@@ -238,16 +249,17 @@ class SessionEngine:
             store=self._store,
             max_sessions=self.settings.max_sessions_per_partition,
         )
-        stats = await recover_partition(
-            consumer=self._replay_consumer,
-            events_topic=self.catalogue.events.name,
-            partition=p,
-            store=self._store,
-            cache=engine.cache,
-            codec=self.codec,
-        )
-        engine.committed_events_offset = stats.end_offset - 1
-        engine.next_inbox_offset = await self._inbox_position(p)
+        async with self._replay_lock:
+            stats = await recover_partition(
+                consumer=self._replay_consumer,
+                events_topic=self.catalogue.events.name,
+                partition=p,
+                store=self._store,
+                cache=engine.cache,
+                codec=self.codec,
+            )
+            engine.committed_events_offset = stats.end_offset - 1
+            engine.next_inbox_offset = await self._inbox_position(p)
         for entry in engine.cache.dirty_entries():
             engine.arm(entry.state)
         engine.arm_stored(await self._store.due_sessions(p))
@@ -295,10 +307,22 @@ class SessionEngine:
 
     async def _process(self, lane: Lane, records: list[Any]) -> None:
         """One transaction for ``records``; on failure rebuild the partition from the log."""
+        if lane.fenced:
+            return  # another engine owns p now; the next rebalance settles it
         try:
             await lane.engine.process(records)
-        except Exception:
+        except Exception as error:
             p = lane.partition
+            if producer_fenced(lane.engine.producer, error):
+                # Only a new owner's init_transactions fences p's transactional id:
+                # it is theirs now (we missed a rebalance). Rebuilding would fence
+                # them in turn; stand still until the group says who owns p.
+                log.warning("partition %d: fenced by a new owner; waiting for the rebalance", p)
+                lane.fenced = True
+                lane.reset(0)
+                if self._consumer is not None:
+                    self._consumer.pause(self._inbox_tp(p))
+                return
             log.exception("partition %d: transaction failed; rebuilding from the log", p)
             consumer = self._consumer
             assert consumer is not None

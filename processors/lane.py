@@ -34,6 +34,9 @@ class Lane:
         """Next inbox offset expected; None until the first record."""
         self.paused = False
         """Whether the engine paused fetching this partition (queue too long)."""
+        self.fenced = False
+        """Another engine took the partition (our producer was fenced): process nothing
+        until a rebalance drops this lane."""
         self._queue: deque[Any] = deque()
         self._ready = asyncio.Event()
         self._process = process

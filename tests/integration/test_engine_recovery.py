@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from processors.agents import load_agents
 from processors.core import rebuild
@@ -17,6 +17,7 @@ from processors.progress import read_progress
 from processors.settings import DEFAULT_DATABASE_URL, EngineSettings
 from streams.catalogue import Catalogue
 from streams.consumer import end_offsets
+from streams.partitioner import session_partition
 from tests.integration.engine_kit import (
     check_invariants,
     command,
@@ -206,3 +207,36 @@ async def test_the_engine_resumes_from_its_progress_records_not_group_offsets(
     assert len((await read_topic(kafka, catalogue.events.name)).records) == events_before
     dlq = await read_topic(kafka, catalogue.dlq.name, decode=False)
     assert len(dlq.records) == 1
+
+
+async def test_a_fenced_engine_stands_still_instead_of_fencing_the_new_owner(
+    kafka_bootstrap: str, catalogue: Catalogue
+) -> None:
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    p = 0
+    (sid,) = [s for s in new_ids(50) if session_partition(s, catalogue.partitions) == p][:1]
+    async with running(kafka) as components:
+        engine = components.engine
+        assert engine is not None and p in engine.lanes
+        # A new owner of partition p (as after a rebalance this engine missed).
+        owner = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap,
+            transactional_id=f"{catalogue.inbox.name}.engine.{p}",
+            enable_idempotence=True,
+        )
+        await owner.start()  # fences this engine's producer of p
+        try:
+            await produce(kafka, catalogue.inbox.name, [start_session(sid, "What is 1+1?")])
+            for _ in range(100):
+                if engine.lanes[p].fenced:
+                    break
+                await asyncio.sleep(0.1)
+            assert engine.lanes[p].fenced
+            await asyncio.sleep(0.5)
+            # Had the engine rebuilt p (init_transactions again), this would be fenced.
+            async with owner.transaction():
+                await owner.send_and_wait(catalogue.dlq.name, b"still the owner", partition=p)
+        finally:
+            await owner.stop()
+    events = (await read_topic(kafka, catalogue.events.name)).by_session()
+    assert sid not in events  # the fenced engine applied nothing
