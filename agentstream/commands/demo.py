@@ -108,5 +108,7 @@ def run(args: argparse.Namespace) -> int:
         _say(
             f"  agentstream tail --topic events --session {session_id} --from-beginning --timeout 2"
         )
+        _say(f"  agentstream replay --session {session_id}   # its state, rebuilt from the log")
+    _say("  agentstream replay                 # rebuild and audit every session of the log")
     _say("  agentstream topics describe        # offsets of every topic")
     return 0 if completed == report.sessions else 1
