@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tail",
     "dlq",
     "replay",
+    "backfill",
     "worker",
     "demo",
     "api",

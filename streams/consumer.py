@@ -125,6 +125,41 @@ async def end_offsets(
         await consumer.stop()
 
 
+async def last_record_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
+    """Partition -> offset of its newest committed record (-1: none).
+
+    Not ``end_offsets() - 1``: on a topic written in transactions the last
+    offsets hold commit markers, which no consumer ever sees as records, so a
+    reader waiting for ``end - 1`` waits forever. Reads back from the end (a
+    widening window) until it finds a record.
+    """
+    tps = await topic_partitions(settings, topic)
+    consumer = create_consumer(settings)
+    await _start(consumer, settings)
+    newest: dict[int, int] = {}
+    try:
+        consumer.assign(tps)
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            start, end = int(starts[tp]), int(ends[tp])
+            found, window = -1, 64
+            while found < 0:
+                first = max(start, end - window)
+                consumer.seek(tp, first)
+                while await consumer.position(tp) < end:
+                    for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                        if record.offset < end:
+                            found = max(found, record.offset)
+                if first == start:
+                    break
+                window *= 8
+            newest[tp.partition] = found
+    finally:
+        await consumer.stop()
+    return newest
+
+
 @dataclass(frozen=True, slots=True)
 class TailedRecord:
     """One record read by :func:`tail`, decoded when possible."""
