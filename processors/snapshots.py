@@ -67,6 +67,10 @@ ON CONFLICT (stream, partition) DO UPDATE SET
 """
 
 
+_SNAPSHOT_COLUMNS = "session_id, tenant_id, partition, seq, events_offset, next_deadline_ms, state"
+"""The columns of :class:`Snapshot`, in its field order."""
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """One session's durable state."""
@@ -116,8 +120,8 @@ class SnapshotStore:
         if not session_ids:
             return {}
         rows = await self._pool.fetch(
-            "SELECT session_id, tenant_id, partition, seq, events_offset, next_deadline_ms, state"
-            " FROM session_snapshots WHERE stream = $1 AND session_id = ANY($2::text[])",
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM session_snapshots"
+            " WHERE stream = $1 AND session_id = ANY($2::text[])",
             self._stream,
             list(session_ids),
         )
@@ -126,8 +130,8 @@ class SnapshotStore:
     async def load_partition(self, partition: int) -> dict[str, Snapshot]:
         """Every snapshot of ``partition`` (for audits; the engine loads them lazily)."""
         rows = await self._pool.fetch(
-            "SELECT session_id, tenant_id, partition, seq, events_offset, next_deadline_ms, state"
-            " FROM session_snapshots WHERE stream = $1 AND partition = $2",
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM session_snapshots"
+            " WHERE stream = $1 AND partition = $2",
             self._stream,
             partition,
         )
