@@ -16,7 +16,10 @@ Both were measured, not guessed (``bench_engine``, 2 vCPU):
   per-call cost of aiokafka's and asyncpg's networking.
 
 Every collection's pause is observed in ``agentstream_gc_pause_seconds`` by
-generation, so a regression shows on the worker's ``/metrics``.
+generation, and how late the event loop runs a timer in
+``agentstream_event_loop_lag_seconds`` (a busy or blocked loop delays every
+Kafka round trip of every partition the worker owns), so a regression shows on
+the worker's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ GC_PAUSE = Histogram(
     "agentstream_gc_pause_seconds",
     "Stop-the-world pauses of CPython's cyclic garbage collector, by generation.",
     ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+EVENT_LOOP_LAG = Histogram(
+    "agentstream_event_loop_lag_seconds",
+    "How much later than asked the worker's event loop woke a sleeping task.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
@@ -93,6 +102,15 @@ def freeze_startup_objects() -> None:
     log.info(
         "gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold()
     )
+
+
+async def watch_event_loop_lag(interval_s: float = 0.25) -> None:
+    """Observe the loop's lag every ``interval_s`` until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(interval_s)
+        EVENT_LOOP_LAG.observe(max(0.0, loop.time() - asked - interval_s))
 
 
 def install_event_loop_policy(env: Mapping[str, str]) -> str:

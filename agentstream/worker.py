@@ -30,6 +30,7 @@ from agentstream.process_tuning import (
     gc_threshold_from_env,
     install_event_loop_policy,
     tune_gc,
+    watch_event_loop_lag,
 )
 from processors.agents import AgentCatalog
 from processors.engine import SessionEngine
@@ -175,8 +176,12 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
                 logging.getLogger(name).setLevel(max(min(handler_levels), logging.INFO))
             await components.start()
             freeze_startup_objects()
+            self._lag_watch = asyncio.create_task(watch_event_loop_lag(), name="loop-lag")
 
         async def on_stop(self) -> None:
+            watch = getattr(self, "_lag_watch", None)
+            if watch is not None:
+                watch.cancel()
             await components.stop()
 
     app.service(ComponentsService)
