@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import subprocess
@@ -34,7 +35,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,22 +136,31 @@ def _line(label: str, report: LoadReport) -> str:
     )
 
 
+@contextlib.asynccontextmanager
+async def _two_workers(kafka: KafkaSettings, first_port: int, logs: Path) -> AsyncIterator[None]:
+    """Two ``agentstream worker`` processes sharing ``kafka``'s partitions, stopped on exit."""
+    workers = [start_worker(kafka, first_port + i, logs) for i in range(2)]
+    try:
+        await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
+        yield
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 async def bench_throughput(
     sessions: int, concurrency: int, partitions: int | None
 ) -> dict[str, float]:
     logs = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     ours = _settings("ours", partitions)
     await _topics(ours)
-    workers = [start_worker(ours, 6180 + i, logs) for i in range(2)]
     try:
-        await asyncio.to_thread(wait_until_owned, workers, ours.partitions)
-        # A broker just started runs its JIT-cold code paths: measured 1,848 steps/s
-        # on a fresh broker against 3,101 a run later. Warm it (and the workers) first.
-        await run_sessions(ours, min(2000, sessions), concurrency=concurrency, timeout_s=600)
-        mine = await run_sessions(ours, sessions, concurrency=concurrency, timeout_s=600)
+        async with _two_workers(ours, 6180, logs):
+            # A broker just started runs its JIT-cold code paths: measured 1,848 steps/s
+            # on a fresh broker against 3,101 a run later. Warm it (and the workers) first.
+            await run_sessions(ours, min(2000, sessions), concurrency=concurrency, timeout_s=600)
+            mine = await run_sessions(ours, sessions, concurrency=concurrency, timeout_s=600)
     finally:
-        for worker in workers:
-            worker.stop()
         await _drop(ours)
     print(_line("agentstream (2 workers)", mine), flush=True)
 
@@ -171,7 +181,11 @@ async def bench_throughput(
     print(
         f"  ratio agentstream / faust: {ours_rate / faust_rate:.1f}x  (target >= 5x; >= 3,000 steps/s)"
     )
-    return {"ours_steps_s": ours_rate, "faust_steps_s": faust_rate}
+    return {
+        "ours_steps_s": ours_rate,
+        "faust_steps_s": faust_rate,
+        "steps_per_session": mine.steps / mine.sessions,
+    }
 
 
 # -------------------------------------------------------------------- overhead
@@ -217,14 +231,9 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
     logs = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     kafka = _settings("latency", partitions)
     catalogue = await _topics(kafka)
-    workers = [start_worker(kafka, 6194 + i, logs) for i in range(2)]
-    try:
-        await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
+    async with _two_workers(kafka, 6194, logs):
         await run_sessions(kafka, 200, concurrency=concurrency, timeout_s=600)  # warm-up
         report = await run_sessions(kafka, sessions, concurrency=concurrency, timeout_s=600)
-    finally:
-        for worker in workers:
-            worker.stop()
     run = f"-{report.run_id}-"
     inbox = [
         r for r in await _timestamped(kafka, catalogue.inbox.name) if run in r[2]["session_id"]
@@ -261,26 +270,27 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
         )
 
 
-async def bench_overhead(sessions: int, max_steps_s: float | None) -> None:
+async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
     """Per-step overhead at half the maximum load, offered open loop (a fixed rate of
     session starts, as a latency target at a given load is defined)."""
     logs = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     kafka = _settings("overhead")
     catalogue = await _topics(kafka)
-    workers = [start_worker(kafka, 6190 + i, logs) for i in range(2)]
     try:
-        await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
-        probe = await run_sessions(kafka, sessions, concurrency=512, timeout_s=600)
-        if max_steps_s is None:
-            max_steps_s = probe.steps / probe.seconds
-        steps_per_session = probe.steps / probe.sessions
-        rate = max_steps_s / 2 / steps_per_session
-        count = int(rate * 20)  # about 20 s of load
-        report = await run_sessions(kafka, count, rate=rate, timeout_s=600)
+        async with _two_workers(kafka, 6190, logs):
+            if "ours_steps_s" in measured:  # the throughput run just measured the maximum
+                max_steps_s = measured["ours_steps_s"]
+                steps_per_session = measured["steps_per_session"]
+                await run_sessions(kafka, 500, concurrency=256, timeout_s=600)  # warm-up
+            else:
+                probe = await run_sessions(kafka, sessions, concurrency=512, timeout_s=600)
+                max_steps_s = probe.steps / probe.seconds
+                steps_per_session = probe.steps / probe.sessions
+            rate = max_steps_s / 2 / steps_per_session
+            count = int(rate * 20)  # about 20 s of load
+            report = await run_sessions(kafka, count, rate=rate, timeout_s=600)
         gaps = await _step_gaps(kafka, catalogue, report.run_id)
     finally:
-        for worker in workers:
-            worker.stop()
         await _drop(kafka)
     print(
         f"  at {report.steps / report.seconds:,.0f} steps/s (half of max {max_steps_s:,.0f};"
@@ -474,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_throughput(args.sessions, args.concurrency, args.partitions)
             )
         elif which == "overhead":
-            asyncio.run(bench_overhead(args.sessions, results.get("ours_steps_s")))
+            asyncio.run(bench_overhead(args.sessions, results))
         elif which == "latency":
             asyncio.run(bench_latency(min(args.sessions, 2000), args.concurrency, args.partitions))
         elif which == "inflight":

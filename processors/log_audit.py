@@ -106,18 +106,34 @@ class SessionAuditor:
         return audit
 
 
+class LogAuditor:
+    """Audits the sessions of a log read once, in order, without keeping its events."""
+
+    def __init__(self, snapshots: Mapping[str, SessionState] | None = None) -> None:
+        self._snapshots = snapshots or {}
+        self._auditors: dict[str, SessionAuditor] = {}
+        self.events = 0
+
+    def add(self, offset: int, name: str, event: Mapping[str, Any]) -> None:
+        self.events += 1
+        session_id = str(event["session_id"])
+        auditor = self._auditors.get(session_id)
+        if auditor is None:
+            auditor = SessionAuditor(session_id, self._snapshots.get(session_id))
+            self._auditors[session_id] = auditor
+        auditor.add(offset, name, event)
+
+    def finish(self) -> dict[str, SessionAudit]:
+        """Every session's audit, by session id."""
+        return {session_id: auditor.finish() for session_id, auditor in self._auditors.items()}
+
+
 def audit_sessions(
     events: Iterable[LoggedEvent], snapshots: Mapping[str, SessionState] | None = None
 ) -> dict[str, SessionAudit]:
     """Audit every session in ``events`` (in log order), by session id, checking each
     against its snapshot in ``snapshots`` when it has one."""
-    snapshots = snapshots or {}
-    auditors: dict[str, SessionAuditor] = {}
+    auditor = LogAuditor(snapshots)
     for offset, name, event in events:
-        session_id = str(event["session_id"])
-        auditor = auditors.get(session_id)
-        if auditor is None:
-            auditor = SessionAuditor(session_id, snapshots.get(session_id))
-            auditors[session_id] = auditor
         auditor.add(offset, name, event)
-    return {session_id: auditor.finish() for session_id, auditor in auditors.items()}
+    return auditor.finish()

@@ -122,7 +122,8 @@ async def recover_partition(
                 for offset, name, event in decoded:
                     session_id = event["session_id"]
                     state: SessionState | None = live.get(session_id)
-                    if state is None:
+                    owned = state is not None
+                    if not owned:
                         state = cache.get(session_id)
                     if state is not None and event["seq"] <= state.seq:
                         skipped += 1
@@ -133,7 +134,7 @@ async def recover_partition(
                             f"session {session_id}: event seq {event['seq']} at offset {offset}"
                             f" but the state is at seq {expected - 1}"
                         )
-                    if state is not None and session_id not in live:
+                    if state is not None and not owned:
                         state = private_copy(state)  # the cache's object must not change
                     live[session_id] = evolve_private(state, name, event)
                     newest[session_id] = offset

@@ -49,7 +49,7 @@ from processors.tools import (
     ToolError,
     ToolOutcome,
     ToolRegistry,
-    check_arguments,
+    parse_arguments,
     run_tool,
     tool_result_record,
 )
@@ -195,13 +195,9 @@ _BOOT = (
 async def _in_sandbox(
     tool: RegisteredTool, arguments_json: str, call_id: str, sandbox: Sandbox, wall_s: float
 ) -> ToolOutcome:
-    try:
-        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
-    except ValueError as error:
-        return ToolOutcome(False, "", f"invalid arguments: not JSON ({error})")
-    problem = check_arguments(arguments, tool.schema)
-    if problem:
-        return ToolOutcome(False, "", f"invalid arguments: {problem}")
+    arguments = parse_arguments(tool, arguments_json)
+    if isinstance(arguments, ToolOutcome):
+        return arguments
     module, qualname = getattr(tool.func, "__module__", ""), getattr(tool.func, "__qualname__", "")
     if not module or "<" in qualname:
         return ToolOutcome(False, "", f"tool {tool.name} cannot run in a sandbox: not importable")

@@ -41,6 +41,7 @@ __all__ = [
     "calculator",
     "check_arguments",
     "forecast",
+    "parse_arguments",
     "run_tool",
     "tool_result_record",
     "tool_schema",
@@ -151,6 +152,18 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def parse_arguments(tool: RegisteredTool, arguments_json: str) -> dict[str, Any] | ToolOutcome:
+    """The model's arguments for ``tool`` as keywords, or the failed outcome saying why not."""
+    try:
+        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
+    except ValueError as error:
+        return ToolOutcome(False, "", f"invalid arguments: not JSON ({error})")
+    problem = check_arguments(arguments, tool.schema)
+    if problem:
+        return ToolOutcome(False, "", f"invalid arguments: {problem}")
+    return dict(arguments)
+
+
 async def run_tool(
     registry: ToolRegistry, name: str, arguments_json: str, call_id: str
 ) -> ToolOutcome:
@@ -165,13 +178,9 @@ async def run_tool(
     tool = registry.get(name)
     if tool is None:
         return ToolOutcome(False, "", f"unknown tool {name!r}")
-    try:
-        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
-    except ValueError as error:
-        return ToolOutcome(False, "", f"invalid arguments: not JSON ({error})")
-    problem = check_arguments(arguments, tool.schema)
-    if problem:
-        return ToolOutcome(False, "", f"invalid arguments: {problem}")
+    arguments = parse_arguments(tool, arguments_json)
+    if isinstance(arguments, ToolOutcome):
+        return arguments
     if tool.takes_call_id:
         arguments["call_id"] = call_id
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 from agentstream.commands.topics import add_kafka_arguments, guarded, settings_from_args
 from processors.core import SessionState
-from processors.log_audit import LoggedEvent, SessionAudit, audit_sessions
+from processors.log_audit import LogAuditor, LoggedEvent, SessionAudit
 from streams.settings import KafkaSettings
 
 
@@ -147,14 +147,16 @@ async def _replay(args: argparse.Namespace, settings: KafkaSettings) -> int:
             if args.no_snapshots
             else await _snapshots(database_url, events_topic, partition, args.session)
         )
-        events: list[LoggedEvent] = []
+        auditor = LogAuditor(snapshots)  # folds as it reads: no event is kept
         last_print = time.perf_counter()
-        async for item in _read_partition(settings, events_topic, partition, args.session):
-            events.append(item)
+        async for offset, name, event in _read_partition(
+            settings, events_topic, partition, args.session
+        ):
+            auditor.add(offset, name, event)
             if time.perf_counter() - last_print >= 1.0:
                 last_print = time.perf_counter()
-                print(f"  partition {partition}: {len(events):,} events read", file=sys.stderr)
-        audits = audit_sessions(events, snapshots)
+                print(f"  partition {partition}: {auditor.events:,} events read", file=sys.stderr)
+        audits = auditor.finish()
         if args.session is not None:
             audit = audits.get(args.session)
             if audit is None:
@@ -172,7 +174,7 @@ async def _replay(args: argparse.Namespace, settings: KafkaSettings) -> int:
                 for problem in audit.problems:
                     print(json.dumps({"session_id": audit.session_id, "problem": problem}))
         print(
-            f"  partition {partition}: {len(audits):,} sessions, {len(events):,} events",
+            f"  partition {partition}: {len(audits):,} sessions, {auditor.events:,} events",
             file=sys.stderr,
         )
     seconds = time.perf_counter() - started
