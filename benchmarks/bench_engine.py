@@ -52,6 +52,7 @@ from agentstream.process_tuning import (
     tune_gc,
 )
 from agentstream.workers import start_worker, wait_until_owned
+from benchmarks import hot_path
 from processors.agents import load_agents
 from processors.core import decode_state, encode_state, evolve, rebuild
 from processors.pool.executor import LLMExecutor
@@ -136,13 +137,32 @@ def _line(label: str, report: LoadReport) -> str:
     )
 
 
+class _Workers:
+    """The benchmark's worker processes, seen through their /metrics."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self._mark = hot_path.Histograms()
+
+    def mark(self) -> None:
+        """Count the hot path from here on (after a warm-up)."""
+        self._mark = hot_path.scrape(self.ports)
+
+    def print_hot_path(self) -> None:
+        print("  where the workers' time went since the mark (their /metrics):")
+        for line in hot_path.report(hot_path.scrape(self.ports).minus(self._mark)):
+            print(line)
+
+
 @contextlib.asynccontextmanager
-async def _two_workers(kafka: KafkaSettings, first_port: int, logs: Path) -> AsyncIterator[None]:
+async def _two_workers(
+    kafka: KafkaSettings, first_port: int, logs: Path
+) -> AsyncIterator[_Workers]:
     """Two ``agentstream worker`` processes sharing ``kafka``'s partitions, stopped on exit."""
     workers = [start_worker(kafka, first_port + i, logs) for i in range(2)]
     try:
         await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
-        yield
+        yield _Workers([first_port + i for i in range(len(workers))])
     finally:
         for worker in workers:
             worker.stop()
@@ -231,9 +251,11 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
     logs = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     kafka = _settings("latency", partitions)
     catalogue = await _topics(kafka)
-    async with _two_workers(kafka, 6194, logs):
+    async with _two_workers(kafka, 6194, logs) as workers:
         await run_sessions(kafka, 200, concurrency=concurrency, timeout_s=600)  # warm-up
+        workers.mark()
         report = await run_sessions(kafka, sessions, concurrency=concurrency, timeout_s=600)
+        workers.print_hot_path()
     run = f"-{report.run_id}-"
     inbox = [
         r for r in await _timestamped(kafka, catalogue.inbox.name) if run in r[2]["session_id"]
@@ -243,18 +265,19 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
     ]
     await _drop(kafka)
     first_event_of: dict[str, int] = {}
-    requested: dict[str, int] = {}
+    # A call id is unique within its session only (tool call ids are the model's).
+    requested: dict[tuple[str, str], int] = {}
     for timestamp, name, event in events:
         first_event_of.setdefault(event["causation_id"], timestamp)
         if name in ("LLMCallRequested", "ToolCallRequested"):
-            requested[event["call_id"]] = timestamp
+            requested[event["session_id"], event["call_id"]] = timestamp
     engine = [
         first_event_of[c["event_id"]] - t for t, _, c in inbox if c["event_id"] in first_event_of
     ]
     executor = [
-        t - requested[c["call_id"]]
+        t - requested[c["session_id"], c["call_id"]]
         for t, n, c in inbox
-        if n in ("LLMCallResult", "ToolCallResult") and c["call_id"] in requested
+        if n in ("LLMCallResult", "ToolCallResult") and (c["session_id"], c["call_id"]) in requested
     ]
     print(
         f"  {concurrency} sessions in flight, {kafka.partitions} partitions:"
@@ -277,7 +300,7 @@ async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
     kafka = _settings("overhead")
     catalogue = await _topics(kafka)
     try:
-        async with _two_workers(kafka, 6190, logs):
+        async with _two_workers(kafka, 6190, logs) as workers:
             if "ours_steps_s" in measured:  # the throughput run just measured the maximum
                 max_steps_s = measured["ours_steps_s"]
                 steps_per_session = measured["steps_per_session"]
@@ -288,7 +311,9 @@ async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
                 steps_per_session = probe.steps / probe.sessions
             rate = max_steps_s / 2 / steps_per_session
             count = int(rate * 20)  # about 20 s of load
+            workers.mark()
             report = await run_sessions(kafka, count, rate=rate, timeout_s=600)
+            workers.print_hot_path()
         gaps = await _step_gaps(kafka, catalogue, report.run_id)
     finally:
         await _drop(kafka)
@@ -461,13 +486,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "which", nargs="*", default=["throughput", "overhead", "inflight", "rebuild", "replay"]
     )
-    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument(
+        "--sessions", type=int, help="sessions per run (default 10,000; latency: 2,000)"
+    )
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--calls", type=int, default=10_000, help="in-flight benchmark calls")
     parser.add_argument(
         "--partitions", type=int, help="topic partitions (default: AGENTSTREAM_PARTITIONS or 4)"
     )
     args = parser.parse_args(argv)
+    sessions = args.sessions or 10_000
     # The bench process runs the load generator and the replay; it runs on the
     # event loop and collector settings of a worker, as what it measures does.
     install_event_loop_policy(os.environ)
@@ -480,19 +508,17 @@ def main(argv: list[str] | None = None) -> int:
     for which in args.which:
         print(f"== {which}", flush=True)
         if which == "throughput":
-            results = asyncio.run(
-                bench_throughput(args.sessions, args.concurrency, args.partitions)
-            )
+            results = asyncio.run(bench_throughput(sessions, args.concurrency, args.partitions))
         elif which == "overhead":
-            asyncio.run(bench_overhead(args.sessions, results))
+            asyncio.run(bench_overhead(sessions, results))
         elif which == "latency":
-            asyncio.run(bench_latency(min(args.sessions, 2000), args.concurrency, args.partitions))
+            asyncio.run(bench_latency(args.sessions or 2000, args.concurrency, args.partitions))
         elif which == "inflight":
             asyncio.run(bench_inflight(args.calls))
         elif which == "rebuild":
             asyncio.run(bench_rebuild(1000, 200))
         elif which == "replay":
-            asyncio.run(bench_replay(max(1000, args.sessions // 2)))
+            asyncio.run(bench_replay(max(1000, sessions // 2)))
         else:
             parser.error(f"unknown benchmark {which!r}")
     return 0

@@ -157,12 +157,15 @@ class WorkExecutor:
 
     async def _handle(self, tp: TopicPartition, progress: PartitionProgress, record: Any) -> None:
         started = time.perf_counter()
+        age = time.time() - record.timestamp / 1000
+        metrics.WORK_ITEM_AGE.labels(self.name).observe(max(0.0, age))
         outcome = "ok"
         try:
             result = await self._result_of(record)
             if result is not None:
                 name, command = result
                 assert self._producer is not None
+                sending = time.perf_counter()
                 await self._producer.send_and_wait(
                     self.catalogue.inbox.name,
                     self.codec.encode(name, command),
@@ -170,6 +173,7 @@ class WorkExecutor:
                     partition=tp.partition,
                     headers=[("type", name.encode())],
                 )
+                metrics.RESULT_SEND_SECONDS.labels(self.name).observe(time.perf_counter() - sending)
             else:
                 outcome = "skipped"
         except Exception as error:  # a poison item must not stop the executor

@@ -24,6 +24,20 @@ BATCH_SECONDS = Histogram(
     "Time to decide and commit one batch of one partition (one Kafka transaction).",
     buckets=_LATENCY_BUCKETS,
 )
+INBOX_AGE = Histogram(
+    "agentstream_engine_inbox_age_seconds",
+    "Age of a batch's oldest inbox record when the engine starts on it (producer"
+    " timestamp to decide): transport, fetch, and the wait behind the partition's"
+    " transaction under way.",
+    buckets=_LATENCY_BUCKETS,
+)
+TRANSACTION_PHASE = Histogram(
+    "agentstream_engine_transaction_phase_seconds",
+    "Time of each phase of one engine transaction: decide (decode, load, decide,"
+    " encode), produce (until the broker acknowledged every record), commit (EndTxn).",
+    ["phase"],
+    buckets=_LATENCY_BUCKETS,
+)
 BATCH_RECORDS = Histogram(
     "agentstream_engine_batch_records",
     "Inbox records per engine transaction.",
@@ -65,6 +79,19 @@ WORK_SECONDS = Histogram(
     "agentstream_executor_call_seconds",
     "Wall time of one LLM or tool call, retries included.",
     ["executor", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+WORK_ITEM_AGE = Histogram(
+    "agentstream_executor_item_age_seconds",
+    "Age of a work item when its call starts (the engine's timestamp to the start):"
+    " the engine's commit, the fetch, and any wait for a free slot.",
+    ["executor"],
+    buckets=_LATENCY_BUCKETS,
+)
+RESULT_SEND_SECONDS = Histogram(
+    "agentstream_executor_result_send_seconds",
+    "Time to produce one result to the inbox until the broker acknowledged it.",
+    ["executor"],
     buckets=_LATENCY_BUCKETS,
 )
 WORK_ITEMS = Counter(

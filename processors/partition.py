@@ -127,6 +127,7 @@ class PartitionEngine:
     async def process(self, records: list[ConsumerRecord[Any, Any]]) -> BatchOutcome:
         """Decide and commit one batch in one transaction (see the module docstring)."""
         started = time.perf_counter()
+        metrics.INBOX_AGE.observe(max(0.0, time.time() - records[0].timestamp / 1000))
         outcome = BatchOutcome(records=len(records))
         decoded: list[tuple[ConsumerRecord[Any, Any], str, dict[str, Any]] | None] = []
         errors: dict[int, tuple[str, str]] = {}
@@ -209,7 +210,10 @@ class PartitionEngine:
             await writer.append(
                 catalogue.engine_progress.name, progress.key(), progress.value(), HEADER_TYPE
             )
+            decided = time.perf_counter()
             await writer.flush()
+            produced = time.perf_counter()
+        committed = time.perf_counter()
         # Committed: only now does the live state move on.
         self.next_inbox_offset = progress.next_offset
         for state, placement in new_states.values():
@@ -219,6 +223,9 @@ class PartitionEngine:
                 self.committed_events_offset = offset
             self.arm(state)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.TRANSACTION_PHASE.labels("decide").observe(decided - started)
+        metrics.TRANSACTION_PHASE.labels("produce").observe(produced - decided)
+        metrics.TRANSACTION_PHASE.labels("commit").observe(committed - produced)
         metrics.BATCH_RECORDS.observe(len(records))
         return outcome
 

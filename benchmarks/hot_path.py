@@ -1,0 +1,93 @@
+"""Where the workers' hot path spent its time, from their own /metrics.
+
+The benchmarks see a step from outside (broker timestamps); the workers' histograms
+say which part of it was the engine's transaction, the fetch, or the executor. A
+benchmark marks the workers before its measured run and prints the difference after
+it, so warm-up runs do not count.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HISTOGRAMS = {
+    "agentstream_engine_inbox_age_seconds": "inbox record age at decide",
+    "agentstream_engine_transaction_phase_seconds": "engine transaction",
+    "agentstream_engine_batch_records": "inbox records per transaction",
+    "agentstream_executor_item_age_seconds": "work item age at start",
+    "agentstream_executor_result_send_seconds": "result produce",
+    "agentstream_event_loop_lag_seconds": "event loop lag",
+}
+
+
+@dataclass
+class Histograms:
+    """Cumulative bucket counts per (metric, labels): {upper bound: count}, and sums."""
+
+    buckets: dict[tuple[str, str], dict[float, float]] = field(default_factory=dict)
+    sums: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def minus(self, earlier: Histograms) -> Histograms:
+        out = Histograms()
+        for key, counts in self.buckets.items():
+            before = earlier.buckets.get(key, {})
+            out.buckets[key] = {le: n - before.get(le, 0.0) for le, n in counts.items()}
+            out.sums[key] = self.sums.get(key, 0.0) - earlier.sums.get(key, 0.0)
+        return out
+
+
+def scrape(ports: Sequence[int]) -> Histograms:
+    """The hot-path histograms of the workers on ``ports``, added together."""
+    total = Histograms()
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue  # a worker that is gone adds nothing
+        for family in text_string_to_metric_families(text):
+            if family.name not in HISTOGRAMS:
+                continue
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+                key = (family.name, labels)
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    counts = total.buckets.setdefault(key, {})
+                    counts[le] = counts.get(le, 0.0) + sample.value
+                elif sample.name.endswith("_sum"):
+                    total.sums[key] = total.sums.get(key, 0.0) + sample.value
+    return total
+
+
+def _quantile(counts: dict[float, float], q: float) -> float:
+    """Upper bucket bound at quantile ``q`` (Prometheus-style, no interpolation)."""
+    bounds = sorted(counts)
+    n = counts[bounds[-1]] if bounds else 0.0
+    for le in bounds:
+        if counts[le] >= q * n:
+            return le
+    return float("nan")
+
+
+def report(histograms: Histograms) -> list[str]:
+    """One line per histogram: count, mean, and the p50/p99 bucket bounds."""
+    lines = []
+    for (name, labels), counts in sorted(histograms.buckets.items()):
+        n = counts.get(float("inf"), 0.0)
+        if n <= 0:
+            continue
+        mean = histograms.sums.get((name, labels), 0.0) / n
+        seconds = name.endswith("_seconds")
+        scale, unit = (1000.0, " ms") if seconds else (1.0, "")
+        label = f"{HISTOGRAMS[name]}{' ' + labels if labels else ''}"
+        lines.append(
+            f"    {label}: n {n:,.0f}, mean {mean * scale:.1f}{unit},"
+            f" p50 <= {_quantile(counts, 0.5) * scale:g}{unit},"
+            f" p99 <= {_quantile(counts, 0.99) * scale:g}{unit}"
+        )
+    return lines
