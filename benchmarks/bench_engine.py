@@ -311,6 +311,10 @@ async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
                 steps_per_session = probe.steps / probe.sessions
             rate = max_steps_s / 2 / steps_per_session
             count = int(rate * 20)  # about 20 s of load
+            print(
+                f"  offering {rate:,.0f} sessions/s ({max_steps_s / 2:,.0f} steps/s) for 20 s ...",
+                flush=True,
+            )
             workers.mark()
             report = await run_sessions(kafka, count, rate=rate, timeout_s=600)
             workers.print_hot_path()

@@ -161,7 +161,7 @@ class SessionEngine:
             for p in partitions:
                 lane = self.lanes.get(p)
                 if lane is not None:
-                    async with lane.busy:
+                    async with lane.between_batches():
                         with contextlib.suppress(Exception):
                             await lane.engine.flush_snapshots()
 
@@ -306,11 +306,27 @@ class SessionEngine:
                         lane.paused = False
 
     async def _process(self, lane: Lane, records: list[Any]) -> None:
-        """One transaction for ``records``; on failure rebuild the partition from the log."""
+        """Commit ``records`` and whatever queues behind them, one transaction per batch,
+        preparing each batch while the one before commits; on failure rebuild the
+        partition from the log (every prepared batch is dropped with its engine)."""
         if lane.fenced:
             return  # another engine owns p now; the next rebalance settles it
+        engine = lane.engine
         try:
-            await lane.engine.process(records)
+            prepared = await engine.prepare(records)
+            while True:
+                committing = asyncio.ensure_future(engine.commit(prepared))
+                following = None
+                try:
+                    if lane.pending and not lane.wanted and not self._stopping.is_set():
+                        following = await engine.prepare(lane.take())
+                finally:
+                    # Always learn the commit's outcome before anything else: a batch
+                    # prepared on top of a failed transaction must never be committed.
+                    await committing
+                if following is None:
+                    return
+                prepared = following
         except Exception as error:
             p = lane.partition
             if producer_fenced(lane.engine.producer, error):

@@ -107,7 +107,10 @@ class WorkExecutor:
             bootstrap_servers=self.kafka.bootstrap,
             enable_idempotence=True,
             acks="all",
-            linger_ms=2,
+            # No linger: aiokafka sends one request per broker at a time, so results
+            # that finish while one is in flight batch up anyway; 2 ms of linger cost
+            # 2 ms per step at light load (result produce mean 4.3 → 1.9 ms, measured).
+            linger_ms=0,
             max_batch_size=256 * 1024,
         )
         await self._producer.start()

@@ -5,6 +5,12 @@ transactions independently: a slow transaction on one partition no longer holds
 every other partition's next batch (as one ``gather`` per fetch round did), and
 records that arrive while a transaction commits join the next, larger batch.
 
+The lane pipelines: while one batch's transaction commits, it prepares (decodes,
+decides, encodes) the next from what has queued meanwhile, so deciding no longer
+adds to the time a record waits behind a transaction. ``between_batches`` holds
+the lane between two batches (revocation, close): the pipeline stops at the next
+commit to let it in.
+
 Exactly-once rests on ``position``: the next inbox offset this lane expects. A
 record below it was already handed to the lane (processed, or queued) and is
 dropped; that is what happens when a rebalance leaves the partition with us but
@@ -16,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from processors.partition import PartitionEngine
@@ -37,6 +43,8 @@ class Lane:
         self.fenced = False
         """Another engine took the partition (our producer was fenced): process nothing
         until a rebalance drops this lane."""
+        self._waiting = 0
+        """Callers of ``between_batches`` waiting for the lane."""
         self._queue: deque[Any] = deque()
         self._ready = asyncio.Event()
         self._process = process
@@ -69,7 +77,23 @@ class Lane:
         self._ready.clear()
         self.position = position
 
-    def _take(self) -> list[Any]:
+    @property
+    def wanted(self) -> bool:
+        """Someone waits to hold the lane between batches: stop pipelining."""
+        return self._waiting > 0
+
+    @contextlib.asynccontextmanager
+    async def between_batches(self) -> AsyncIterator[None]:
+        """Hold the lane once its batch (and pipeline) under way is committed."""
+        self._waiting += 1
+        try:
+            async with self.busy:
+                yield
+        finally:
+            self._waiting -= 1
+
+    def take(self) -> list[Any]:
+        """The next batch of queued records (at most ``max_batch``)."""
         batch: list[Any] = []
         while self._queue and len(batch) < self._max_batch:
             batch.append(self._queue.popleft())
@@ -81,13 +105,13 @@ class Lane:
         while True:
             await self._ready.wait()
             async with self.busy:
-                batch = self._take()
+                batch = self.take()
                 if batch:
                     await self._process(self, batch)
 
     async def close(self) -> None:
         """Finish the batch under way, then stop."""
-        async with self.busy:
+        async with self.between_batches():
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

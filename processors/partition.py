@@ -2,15 +2,19 @@
 
 For each batch of inbox records of partition p:
 
-1. decode each record (undecodable → DLQ) and load the sessions it names
-   (memory → Postgres snapshot);
-2. ``decide(state, command)`` → events and work items (a rejection → DLQ);
-3. in ONE Kafka transaction, on the producer whose transactional id belongs
+1. (``prepare``) decode each record (undecodable → DLQ) and load the sessions it
+   names (memory → Postgres snapshot); ``decide(state, command)`` → events and
+   work items (a rejection → DLQ), encoded, nothing sent yet;
+2. (``commit``) in ONE Kafka transaction, on the producer whose transactional id belongs
    to inbox partition p: append the events to ``events`` p, the work items to
    ``llm-calls`` / ``tool-calls`` p, DLQ copies to the DLQ, and the next
    inbox offset to ``engine-progress`` p;
-4. only once the transaction is committed do the new states replace the live
+3. only once the transaction is committed do the new states replace the live
    ones (so an aborted transaction leaves memory as it was).
+
+The engine prepares batch n+1 while batch n commits (lane.py); n+1 decides on
+n's states, held in ``_pending`` until n commits, and is committed only after
+n's transaction succeeded.
 
 Any failure of the transaction resets the partition: the caller rebuilds it
 from the log, exactly as a new owner would, so a half-known commit outcome can
@@ -22,7 +26,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -34,7 +38,7 @@ from processors.progress import HEADER_TYPE, Progress
 from processors.recovery import load_snapshots
 from processors.session_cache import SessionCache
 from processors.snapshots import Snapshot, SnapshotStore
-from processors.txn_writer import Placement, TxnWriter
+from processors.txn_writer import Headers, TxnWriter
 from schemas import COMMAND_NAMES, Codec, SchemaError
 from streams.catalogue import Catalogue
 from streams.dlq import dead_letter_of
@@ -54,6 +58,24 @@ class BatchOutcome:
     work_items: int = 0
     dead_letters: int = 0
     duplicates: int = 0
+
+
+Outgoing = tuple[str, bytes | None, bytes | None, Headers]
+"""One record a transaction writes: topic, key, value, headers (partition: the engine's)."""
+
+
+@dataclass(slots=True, eq=False)
+class PreparedBatch:
+    """A decided batch, encoded and not yet sent."""
+
+    started: float
+    next_offset: int
+    """The inbox offset after the batch: the progress its transaction records."""
+    outgoing: list[Outgoing] = field(default_factory=list)
+    new_states: dict[str, tuple[SessionState, int]] = field(default_factory=dict)
+    """Session → (its new state, index in ``outgoing`` of its last event, or -1)."""
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+    decide_seconds: float = 0.0
 
 
 class PartitionEngine:
@@ -84,6 +106,8 @@ class PartitionEngine:
         self._timers: list[tuple[int, str]] = []
         self._armed: dict[str, int] = {}
         """Earliest deadline already in the heap per session: no duplicate entries."""
+        self._pending: dict[str, SessionState] = {}
+        """States decided by prepared batches whose transactions have not committed."""
 
     # ---------------------------------------------------------------- timers
 
@@ -124,11 +148,18 @@ class PartitionEngine:
 
     # ------------------------------------------------------------- the batch
 
-    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> BatchOutcome:
-        """Decide and commit one batch in one transaction (see the module docstring)."""
+    async def prepare(self, records: list[ConsumerRecord[Any, Any]]) -> PreparedBatch:
+        """Decode, load and decide ``records``; encode what their transaction writes.
+
+        Nothing is sent: the caller commits the batch (:meth:`commit`), possibly while it
+        prepares the next one. A batch prepared while another is uncommitted sees that
+        batch's states (``_pending``); if that transaction fails, the partition is rebuilt
+        from the log and every prepared batch is dropped with this engine.
+        """
         started = time.perf_counter()
         metrics.INBOX_AGE.observe(max(0.0, time.time() - records[0].timestamp / 1000))
-        outcome = BatchOutcome(records=len(records))
+        batch = PreparedBatch(started=started, next_offset=records[-1].offset + 1)
+        batch.outcome.records = len(records)
         decoded: list[tuple[ConsumerRecord[Any, Any], str, dict[str, Any]] | None] = []
         errors: dict[int, tuple[str, str]] = {}
         for record in records:
@@ -145,93 +176,120 @@ class PartitionEngine:
             except (SchemaError, UnicodeDecodeError) as error:
                 decoded.append(None)
                 errors[record.offset] = ("undecodable", str(error))
+        pending = self._pending
         await load_snapshots(
-            self._store, self.cache, [item[2]["session_id"] for item in decoded if item]
+            self._store,
+            self.cache,
+            [
+                item[2]["session_id"]
+                for item in decoded
+                if item and item[2]["session_id"] not in pending
+            ],
         )
 
-        new_states: dict[str, tuple[SessionState, Placement | None]] = {}
-        writer = TxnWriter(self.producer, self.partition)
+        outgoing = batch.outgoing
+        new_states = batch.new_states
         catalogue = self._catalogue
-        async with self.producer.transaction():
-            for record, item in zip(records, decoded, strict=True):
-                if item is None:
-                    reason, problem = errors[record.offset]
-                    await self._dead_letter(writer, record, reason, problem, "?")
-                    outcome.dead_letters += 1
-                    continue
-                _, name, command = item
-                session_id = command["session_id"]
-                pending = new_states.get(session_id)
-                state = pending[0] if pending else self.cache.get(session_id)
-                try:
-                    decision = decide(state, name, command, self._agents)
-                except Exception as error:  # a bug must not stall the partition
-                    log.exception("decide failed on %s@%s", name, record.offset)
-                    await self._dead_letter(writer, record, "error", repr(error), name)
-                    outcome.dead_letters += 1
-                    metrics.COMMANDS.labels(name, "error").inc()
-                    continue
-                if decision.rejection is not None:
-                    await self._dead_letter(writer, record, "rejected", decision.rejection, name)
-                    outcome.dead_letters += 1
-                    metrics.COMMANDS.labels(name, "rejected").inc()
-                    continue
-                if decision.duplicate or not decision.events:
-                    outcome.duplicates += 1
-                    metrics.COMMANDS.labels(name, "duplicate").inc()
-                    continue
-                key = record.key
-                last: Placement | None = None
-                for event_name, event in decision.events:
-                    last = await writer.append(
+        for record, item in zip(records, decoded, strict=True):
+            if item is None:
+                reason, problem = errors[record.offset]
+                self._dead_letter(batch, record, reason, problem, "?")
+                continue
+            _, name, command = item
+            session_id = command["session_id"]
+            state = pending.get(session_id)
+            if state is None:
+                state = self.cache.get(session_id)
+            try:
+                decision = decide(state, name, command, self._agents)
+            except Exception as error:  # a bug must not stall the partition
+                log.exception("decide failed on %s@%s", name, record.offset)
+                self._dead_letter(batch, record, "error", repr(error), name)
+                metrics.COMMANDS.labels(name, "error").inc()
+                continue
+            if decision.rejection is not None:
+                self._dead_letter(batch, record, "rejected", decision.rejection, name)
+                metrics.COMMANDS.labels(name, "rejected").inc()
+                continue
+            if decision.duplicate or not decision.events:
+                batch.outcome.duplicates += 1
+                metrics.COMMANDS.labels(name, "duplicate").inc()
+                continue
+            key = record.key
+            for event_name, event in decision.events:
+                outgoing.append(
+                    (
                         catalogue.events.name,
                         key,
                         self._codec.encode(event_name, event),
                         type_headers(event_name),
                     )
-                    metrics.EVENTS.labels(event_name).inc()
-                for work in decision.work:
-                    topic = catalogue.llm_calls if work.kind == "llm" else catalogue.tool_calls
-                    work_name, work_record = work.record
-                    await writer.append(
+                )
+                metrics.EVENTS.labels(event_name).inc()
+            last_event = len(outgoing) - 1
+            for work in decision.work:
+                topic = catalogue.llm_calls if work.kind == "llm" else catalogue.tool_calls
+                work_name, work_record = work.record
+                outgoing.append(
+                    (
                         topic.name,
                         key,
                         self._codec.encode(work_name, work_record),
                         type_headers(work_name),
                     )
-                outcome.events += len(decision.events)
-                outcome.work_items += len(decision.work)
-                if decision.state is not None:
-                    new_states[session_id] = (decision.state, last)
-                metrics.COMMANDS.labels(name, "applied").inc()
-            # How far the inbox is applied joins the same transaction as a record
-            # (processors/progress.py: two round trips fewer than group offsets).
-            progress = Progress(self.partition, records[-1].offset + 1)
-            await writer.append(
-                catalogue.engine_progress.name, progress.key(), progress.value(), HEADER_TYPE
-            )
-            decided = time.perf_counter()
+                )
+            batch.outcome.events += len(decision.events)
+            batch.outcome.work_items += len(decision.work)
+            if decision.state is not None:
+                new_states[session_id] = (decision.state, last_event)
+                pending[session_id] = decision.state
+            metrics.COMMANDS.labels(name, "applied").inc()
+        # How far the inbox is applied joins the same transaction as a record
+        # (processors/progress.py: two round trips fewer than group offsets).
+        progress = Progress(self.partition, batch.next_offset)
+        outgoing.append(
+            (catalogue.engine_progress.name, progress.key(), progress.value(), HEADER_TYPE)
+        )
+        batch.decide_seconds = time.perf_counter() - started
+        return batch
+
+    async def commit(self, batch: PreparedBatch) -> BatchOutcome:
+        """Write ``batch`` in ONE Kafka transaction; once committed, its states go live."""
+        writer = TxnWriter(self.producer, self.partition)
+        async with self.producer.transaction():
+            sending = time.perf_counter()
+            placements = [
+                await writer.append(topic, key, value, headers)
+                for topic, key, value, headers in batch.outgoing
+            ]
             await writer.flush()
             produced = time.perf_counter()
         committed = time.perf_counter()
         # Committed: only now does the live state move on.
-        self.next_inbox_offset = progress.next_offset
-        for state, placement in new_states.values():
-            offset = placement.offset if placement is not None else -1
+        self.next_inbox_offset = batch.next_offset
+        pending = self._pending
+        for session_id, (state, last_event) in batch.new_states.items():
+            offset = placements[last_event].offset if last_event >= 0 else -1
             self.cache.put_dirty(state, offset)
             if offset > self.committed_events_offset:
                 self.committed_events_offset = offset
             self.arm(state)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.TRANSACTION_PHASE.labels("decide").observe(decided - started)
-        metrics.TRANSACTION_PHASE.labels("produce").observe(produced - decided)
+            if pending.get(session_id) is state:  # not superseded by a later batch
+                del pending[session_id]
+        metrics.BATCH_SECONDS.observe(committed - batch.started)
+        metrics.TRANSACTION_PHASE.labels("decide").observe(batch.decide_seconds)
+        metrics.TRANSACTION_PHASE.labels("produce").observe(produced - sending)
         metrics.TRANSACTION_PHASE.labels("commit").observe(committed - produced)
-        metrics.BATCH_RECORDS.observe(len(records))
-        return outcome
+        metrics.BATCH_RECORDS.observe(batch.outcome.records)
+        return batch.outcome
 
-    async def _dead_letter(
+    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> BatchOutcome:
+        """Prepare and commit one batch (no pipelining)."""
+        return await self.commit(await self.prepare(records))
+
+    def _dead_letter(
         self,
-        writer: TxnWriter,
+        batch: PreparedBatch,
         record: ConsumerRecord[Any, Any],
         reason: str,
         error: str,
@@ -240,7 +298,8 @@ class PartitionEngine:
         letter = dead_letter_of(record, reason=reason, error=error, source=SOURCE)
         # The DLQ is created with the same partition count, so partition p keeps
         # this shard's dead letters together (and in the same transaction).
-        await writer.append(self._catalogue.dlq.name, letter.key, letter.value, letter.headers)
+        batch.outgoing.append((self._catalogue.dlq.name, letter.key, letter.value, letter.headers))
+        batch.outcome.dead_letters += 1
         metrics.DLQ_RECORDS.labels(SOURCE, reason).inc()
         log.warning(
             "inbox %s@%s (%s) to the DLQ: %s: %s",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from processors.agents import load_agents
 from processors.core import rebuild
+from processors.partition import PartitionEngine, PreparedBatch
 from processors.progress import read_progress
 from processors.settings import DEFAULT_DATABASE_URL, EngineSettings
 from streams.catalogue import Catalogue
@@ -240,3 +242,50 @@ async def test_a_fenced_engine_stands_still_instead_of_fencing_the_new_owner(
             await owner.stop()
     events = (await read_topic(kafka, catalogue.events.name)).by_session()
     assert sid not in events  # the fenced engine applied nothing
+
+
+async def test_a_batch_prepared_on_a_failed_transaction_is_never_committed(
+    kafka_bootstrap: str, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane prepares batch B (deciding on batch A's uncommitted states) while A's
+    transaction commits. A fails: B must be dropped and both re-applied, once each."""
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    p = 0
+    ids = [s for s in new_ids(200) if session_partition(s, catalogue.partitions) == p][:4]
+    prepare, commit = PartitionEngine.prepare, PartitionEngine.commit
+    a_committing = asyncio.Event()
+    b_prepared = asyncio.Event()
+    failed: list[PreparedBatch] = []
+    prepared_on_a: list[PreparedBatch] = []
+
+    async def prepare_and_watch(self: PartitionEngine, records: list[Any]) -> PreparedBatch:
+        batch = await prepare(self, records)
+        if self.partition == p and a_committing.is_set() and not failed:
+            prepared_on_a.append(batch)
+            b_prepared.set()
+        return batch
+
+    async def fail_a_once(self: PartitionEngine, batch: PreparedBatch) -> Any:
+        if self.partition == p and not failed:
+            a_committing.set()
+            await asyncio.wait_for(b_prepared.wait(), 30)
+            failed.append(batch)
+            raise RuntimeError("injected: the transaction of batch A failed")
+        return await commit(self, batch)
+
+    monkeypatch.setattr(PartitionEngine, "prepare", prepare_and_watch)
+    monkeypatch.setattr(PartitionEngine, "commit", fail_a_once)
+    async with running(kafka, roles=("engine",)):
+        await produce(kafka, catalogue.inbox.name, [start_session(s, "What is 1+1?") for s in ids])
+        await asyncio.wait_for(a_committing.wait(), 30)
+        # Batch B: the cancellations, decided on A's (still uncommitted) sessions.
+        await produce(kafka, catalogue.inbox.name, [command("Cancel", s) for s in ids])
+        sessions = await wait_for_terminal(kafka, catalogue, ids, timeout_s=60)
+    assert failed and prepared_on_a  # the pipeline really prepared B on top of A
+    check_invariants(sessions)
+    for sid in ids:
+        names = [name for name, _ in sessions[sid]]
+        assert names.count("SessionStarted") == 1, (sid, names)
+        assert names[-1] == "SessionCancelled", (sid, names)
+    dlq = await read_topic(kafka, catalogue.dlq.name, decode=False)
+    assert not dlq.records  # nothing was decided twice, nothing refused
