@@ -140,16 +140,20 @@ def _line(label: str, report: LoadReport) -> str:
 class _Workers:
     """The benchmark's worker processes, seen through their /metrics."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], pids: list[int]) -> None:
         self.ports = ports
+        self.pids = pids
         self._mark = hot_path.Histograms()
+        self._cpu = hot_path.CpuSplit()
 
     def mark(self) -> None:
-        """Count the hot path from here on (after a warm-up)."""
+        """Count the hot path and the CPU from here on (after a warm-up)."""
         self._mark = hot_path.scrape(self.ports)
+        self._cpu.start(self.pids)
 
-    def print_hot_path(self) -> None:
-        print("  where the workers' time went since the mark (their /metrics):")
+    def print_hot_path(self, steps: int) -> None:
+        print("  where the time went since the mark (the workers' /metrics, /proc):")
+        print(self._cpu.report(steps))
         for line in hot_path.report(hot_path.scrape(self.ports).minus(self._mark)):
             print(line)
 
@@ -162,7 +166,9 @@ async def _two_workers(
     workers = [start_worker(kafka, first_port + i, logs) for i in range(2)]
     try:
         await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
-        yield _Workers([first_port + i for i in range(len(workers))])
+        yield _Workers(
+            [first_port + i for i in range(len(workers))], [w.process.pid for w in workers]
+        )
     finally:
         for worker in workers:
             worker.stop()
@@ -255,7 +261,7 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
         await run_sessions(kafka, 200, concurrency=concurrency, timeout_s=600)  # warm-up
         workers.mark()
         report = await run_sessions(kafka, sessions, concurrency=concurrency, timeout_s=600)
-        workers.print_hot_path()
+        workers.print_hot_path(report.steps)
     run = f"-{report.run_id}-"
     inbox = [
         r for r in await _timestamped(kafka, catalogue.inbox.name) if run in r[2]["session_id"]
@@ -317,7 +323,7 @@ async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
             )
             workers.mark()
             report = await run_sessions(kafka, count, rate=rate, timeout_s=600)
-            workers.print_hot_path()
+            workers.print_hot_path(report.steps)
         gaps = await _step_gaps(kafka, catalogue, report.run_id)
     finally:
         await _drop(kafka)

@@ -8,6 +8,8 @@ it, so warm-up runs do not count.
 
 from __future__ import annotations
 
+import os
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,3 +93,76 @@ def report(histograms: Histograms) -> list[str]:
             f" p99 <= {_quantile(counts, 0.99) * scale:g}{unit}"
         )
     return lines
+
+
+# ------------------------------------------------------------------ CPU per process
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` so far (Linux /proc); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_by_role(worker_pids: Sequence[int]) -> dict[str, list[int]]:
+    """The processes sharing the machine in a benchmark: broker, Postgres, workers, us."""
+    roles: dict[str, list[int]] = {
+        "kafka broker": [],
+        "postgres": [],
+        "workers": list(worker_pids),
+        "load generator": [os.getpid()],
+    }
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmdline:
+            roles["kafka broker"].append(int(entry))
+        elif cmdline.startswith(b"postgres") or b"/bin/postgres" in cmdline:
+            roles["postgres"].append(int(entry))
+    return roles
+
+
+@dataclass
+class CpuSplit:
+    """CPU used by each kind of process between ``start`` and ``report``."""
+
+    roles: dict[str, list[int]] = field(default_factory=dict)
+    _start: dict[int, float] = field(default_factory=dict)
+    _started_at: float = 0.0
+
+    def start(self, worker_pids: Sequence[int]) -> None:
+        self.roles = _pids_by_role(worker_pids)
+        self._start = {
+            pid: cpu
+            for pids in self.roles.values()
+            for pid in pids
+            if (cpu := _cpu_seconds(pid)) is not None
+        }
+        self._started_at = time.monotonic()
+
+    def report(self, steps: int) -> str:
+        """Cores used per kind of process, and CPU per step of all of them."""
+        wall = time.monotonic() - self._started_at
+        used: dict[str, float] = {}
+        for role, pids in self.roles.items():
+            total = 0.0
+            for pid in pids:
+                now = _cpu_seconds(pid)
+                if now is not None and pid in self._start:
+                    total += now - self._start[pid]
+            used[role] = total
+        parts = ", ".join(f"{role} {seconds / wall:.2f}" for role, seconds in used.items())
+        per_step = sum(used.values()) / steps * 1e6 if steps else float("nan")
+        return (
+            f"    cores used ({os.cpu_count()} on this machine): {parts};"
+            f" {per_step:,.0f} µs of CPU per step in all"
+        )
