@@ -64,6 +64,7 @@ from processors.snapshots import SnapshotStore
 from schemas import Codec
 from streams.admin import delete_topics, ensure_topics, require_ok
 from streams.catalogue import Catalogue
+from streams.consumer import read_to_end
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
 
@@ -219,21 +220,10 @@ async def bench_throughput(
 
 async def _timestamped(kafka: KafkaSettings, topic: str) -> list[tuple[int, str, dict[str, Any]]]:
     """Every committed record of ``topic``: (broker timestamp ms, record name, record)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, isolation_level="read_committed")
-    await consumer.start()
     out: list[tuple[int, str, dict[str, Any]]] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(kafka.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    name, value = CODEC.decode(record.value)
-                    out.append((record.timestamp, name, value))
-    finally:
-        await consumer.stop()
+    async for record in read_to_end(kafka, topic):
+        name, value = CODEC.decode(record.value)
+        out.append((record.timestamp, name, value))
     return out
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 
@@ -121,6 +121,40 @@ async def end_offsets(
     try:
         offsets = await consumer.end_offsets(tps)
         return {tp.partition: int(offsets[tp]) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(
+    settings: KafkaSettings,
+    topic: str,
+    partitions: Iterable[int] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` there is now: partition by partition (all of
+    them, or ``partitions``), oldest first, without a consumer group.
+
+    Each partition is read up to its end offset as of the start; records written
+    after that are left for a tail. ``overrides`` go to the consumer (e.g. larger
+    fetches for a whole-partition replay).
+    """
+    if partitions is None:
+        tps = await topic_partitions(settings, topic)
+    else:
+        tps = [TopicPartition(topic, p) for p in partitions]
+    consumer = create_consumer(settings, **overrides)
+    await _start(consumer, settings)
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            end = ends[tp]
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+                for record in batch.get(tp, []):
+                    if record.offset < end:
+                        yield record
     finally:
         await consumer.stop()
 

@@ -45,28 +45,14 @@ def register(subparsers: Any) -> None:
 
 async def _read(settings: KafkaSettings) -> list[Any]:
     from streams.catalogue import Catalogue
-    from streams.consumer import create_consumer, topic_partitions
+    from streams.consumer import read_to_end
     from streams.dlq import StoredDeadLetter
 
     topic = Catalogue.from_settings(settings).dlq.name
-    tps = await topic_partitions(settings, topic)
-    consumer = create_consumer(settings)
-    await consumer.start()
-    letters: list[StoredDeadLetter] = []
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                letters.extend(
-                    StoredDeadLetter(r.partition, r.offset, r.key, r.value, tuple(r.headers))
-                    for r in batch.get(tp, [])
-                )
-    finally:
-        await consumer.stop()
-    return letters
+    return [
+        StoredDeadLetter(r.partition, r.offset, r.key, r.value, tuple(r.headers))
+        async for r in read_to_end(settings, topic)
+    ]
 
 
 def _selected(letters: list[Any], args: argparse.Namespace) -> list[Any]:

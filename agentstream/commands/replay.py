@@ -51,32 +51,20 @@ async def _read_partition(
     settings: KafkaSettings, topic: str, partition: int, session_id: str | None
 ) -> AsyncIterator[LoggedEvent]:
     """The committed events of one partition, oldest first (only ``session_id``'s if set)."""
-    from aiokafka import TopicPartition
-
     from schemas import Codec, SchemaError
-    from streams.consumer import create_consumer
+    from streams.consumer import read_to_end
 
     codec = Codec()
     wanted = session_id.encode() if session_id is not None else None
-    consumer = create_consumer(settings, fetch_max_bytes=16 << 20)
-    await consumer.start()
-    tp = TopicPartition(topic, partition)
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                if record.offset >= end or (wanted is not None and record.key != wanted):
-                    continue
-                try:
-                    name, event = codec.decode(record.value)
-                except SchemaError as error:
-                    key = record.key.decode(errors="replace") if record.key else "?"
-                    name, event = "Undecodable", {"session_id": key, "error": str(error)}
-                yield record.offset, name, event
-    finally:
-        await consumer.stop()
+    async for record in read_to_end(settings, topic, [partition], fetch_max_bytes=16 << 20):
+        if wanted is not None and record.key != wanted:
+            continue
+        try:
+            name, event = codec.decode(record.value)
+        except SchemaError as error:
+            key = record.key.decode(errors="replace") if record.key else "?"
+            name, event = "Undecodable", {"session_id": key, "error": str(error)}
+        yield record.offset, name, event
 
 
 async def _snapshots(

@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from agentstream.worker import Components
 from processors.agents import AgentCatalog, load_agents
 from processors.settings import EngineSettings
 from schemas import TERMINAL_EVENT_NAMES, Codec, command_from_json
 from streams.catalogue import Catalogue
+from streams.consumer import read_to_end
 from streams.partitioner import session_partition
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
@@ -139,32 +140,16 @@ class Log:
 
 async def read_topic(kafka: KafkaSettings, topic: str, *, decode: bool = True) -> Log:
     """Read a whole topic (read_committed) up to its current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     log = Log()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(kafka.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
-                for record in batch.get(tp, []):
-                    decoded: Record = (
-                        CODEC.decode(record.value)
-                        if decode
-                        else ("raw", {"session_id": (record.key or b"").decode()})
-                    )
-                    log.records.append(
-                        (tp.partition, record.offset, decoded, list(record.headers), record.value)
-                    )
-    finally:
-        await consumer.stop()
+    async for record in read_to_end(kafka, topic):
+        decoded: Record = (
+            CODEC.decode(record.value)
+            if decode
+            else ("raw", {"session_id": (record.key or b"").decode()})
+        )
+        log.records.append(
+            (record.partition, record.offset, decoded, list(record.headers), record.value)
+        )
     return log
 
 

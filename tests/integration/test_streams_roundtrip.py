@@ -17,7 +17,7 @@ import pytest
 
 from schemas import command_from_json, record_to_json
 from streams.catalogue import Catalogue
-from streams.consumer import end_offsets, tail
+from streams.consumer import end_offsets, read_to_end, tail
 from streams.partitioner import session_partition
 from streams.producer import Producer, transactional_producer
 from streams.settings import KafkaSettings
@@ -210,3 +210,31 @@ async def test_transactional_producer_commits_and_aborts(
     seen = [r async for r in tail(settings, topic, from_beginning=True, idle_timeout=2.0)]
     assert sorted(r.key or "" for r in seen) == sorted(f"c{i}" for i in range(50))
     assert all(r.error is None for r in seen)
+
+
+async def test_read_to_end_stops_at_the_end_it_found_and_skips_aborted_records(
+    kafka_bootstrap: str, catalogue: Catalogue
+) -> None:
+    settings = settings_for(kafka_bootstrap, catalogue)
+    topic = catalogue.dlq.name
+    producer = transactional_producer(settings, f"test-{catalogue.prefix}-read")
+    async with producer:
+        for p in range(catalogue.partitions):
+            async with producer.aiokafka.transaction():
+                for i in range(3):
+                    await producer.aiokafka.send(topic, f"{p}-{i}".encode(), key=b"k", partition=p)
+        await producer.aiokafka.begin_transaction()
+        await producer.aiokafka.send(topic, b"aborted", key=b"k", partition=0)
+        await producer.aiokafka.abort_transaction()
+
+        read = []
+        async for record in read_to_end(settings, topic):
+            if not read:  # written after the read began: past the end it found
+                async with producer.aiokafka.transaction():
+                    await producer.aiokafka.send(topic, b"late", key=b"k", partition=0)
+            read.append((record.partition, record.value))
+
+    expected = [(p, f"{p}-{i}".encode()) for p in range(catalogue.partitions) for i in range(3)]
+    assert read == expected  # partition by partition, in order; no aborted, no late record
+    only_1 = [r.value async for r in read_to_end(settings, topic, [1])]
+    assert only_1 == [b"1-0", b"1-1", b"1-2"]
