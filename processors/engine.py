@@ -27,6 +27,7 @@ from processors.agents import AgentCatalog
 from processors.core import timer_command, timers_of
 from processors.lane import Lane
 from processors.partition import PartitionEngine
+from processors.postgres import create_pool
 from processors.progress import read_progress
 from processors.recovery import RecoveryStats, recover_partition
 from processors.settings import EngineSettings
@@ -97,9 +98,7 @@ class SessionEngine:
     async def start(self) -> None:
         shorten_transaction_backoff()
         if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self.settings.database_url, min_size=1, max_size=4
-            )
+            self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         await SnapshotStore.create_schema(self._pool)
         self._store = SnapshotStore(self._pool, self.catalogue.events.name)
         self._replay_consumer = AIOKafkaConsumer(

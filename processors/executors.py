@@ -95,6 +95,8 @@ class WorkExecutor:
         self.started_count = 0
         self.finished_count = 0
         self.peak_in_flight = 0
+        self._item_age = metrics.WORK_ITEM_AGE.labels(name)
+        self._result_send = metrics.RESULT_SEND_SECONDS.labels(name)
 
     def stats(self) -> ExecutorStats:
         in_flight = self.started_count - self.finished_count
@@ -161,7 +163,7 @@ class WorkExecutor:
     async def _handle(self, tp: TopicPartition, progress: PartitionProgress, record: Any) -> None:
         started = time.perf_counter()
         age = time.time() - record.timestamp / 1000
-        metrics.WORK_ITEM_AGE.labels(self.name).observe(max(0.0, age))
+        self._item_age.observe(max(0.0, age))
         outcome = "ok"
         try:
             result = await self._result_of(record)
@@ -176,7 +178,7 @@ class WorkExecutor:
                     partition=tp.partition,
                     headers=[("type", name.encode())],
                 )
-                metrics.RESULT_SEND_SECONDS.labels(self.name).observe(time.perf_counter() - sending)
+                self._result_send.observe(time.perf_counter() - sending)
             else:
                 outcome = "skipped"
         except Exception as error:  # a poison item must not stop the executor
@@ -187,8 +189,9 @@ class WorkExecutor:
             progress.finished(record.offset)
             self.finished_count += 1
             self._slots.release()
-            metrics.WORK_ITEMS.labels(self.name, outcome).inc()
-            metrics.WORK_SECONDS.labels(self.name, outcome).observe(time.perf_counter() - started)
+            items, seconds = metrics.work_outcome(self.name, outcome)
+            items.inc()
+            seconds.observe(time.perf_counter() - started)
 
     async def _result_of(self, record: Any) -> Record | None:
         try:

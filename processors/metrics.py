@@ -7,6 +7,8 @@ All live in the default registry that ``/metrics`` of the worker serves.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -102,3 +104,26 @@ TOKENS = Counter(
     "Tokens used by model calls (OpenTelemetry gen_ai.usage.*).",
     ["model", "token_type"],
 )
+
+
+# ``labels()`` validates and locks on every call (1-2 % of a busy worker, py-spy);
+# the hot path takes each labelled child once. Label values are bounded (record
+# names, outcomes, executor names), so the caches are too.
+
+
+@functools.cache
+def command_counter(name: str, outcome: str) -> Counter:
+    """``COMMANDS`` for one record type and outcome."""
+    return COMMANDS.labels(name, outcome)
+
+
+@functools.cache
+def event_counter(name: str) -> Counter:
+    """``EVENTS`` for one event type."""
+    return EVENTS.labels(name)
+
+
+@functools.cache
+def work_outcome(executor: str, outcome: str) -> tuple[Counter, Histogram]:
+    """``WORK_ITEMS`` and ``WORK_SECONDS`` for one executor and outcome."""
+    return WORK_ITEMS.labels(executor, outcome), WORK_SECONDS.labels(executor, outcome)

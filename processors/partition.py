@@ -205,15 +205,15 @@ class PartitionEngine:
             except Exception as error:  # a bug must not stall the partition
                 log.exception("decide failed on %s@%s", name, record.offset)
                 self._dead_letter(batch, record, "error", repr(error), name)
-                metrics.COMMANDS.labels(name, "error").inc()
+                metrics.command_counter(name, "error").inc()
                 continue
             if decision.rejection is not None:
                 self._dead_letter(batch, record, "rejected", decision.rejection, name)
-                metrics.COMMANDS.labels(name, "rejected").inc()
+                metrics.command_counter(name, "rejected").inc()
                 continue
             if decision.duplicate or not decision.events:
                 batch.outcome.duplicates += 1
-                metrics.COMMANDS.labels(name, "duplicate").inc()
+                metrics.command_counter(name, "duplicate").inc()
                 continue
             key = record.key
             for event_name, event in decision.events:
@@ -225,7 +225,7 @@ class PartitionEngine:
                         type_headers(event_name),
                     )
                 )
-                metrics.EVENTS.labels(event_name).inc()
+                metrics.event_counter(event_name).inc()
             last_event = len(outgoing) - 1
             for work in decision.work:
                 topic = catalogue.llm_calls if work.kind == "llm" else catalogue.tool_calls
@@ -243,7 +243,7 @@ class PartitionEngine:
             if decision.state is not None:
                 new_states[session_id] = (decision.state, last_event)
                 pending[session_id] = decision.state
-            metrics.COMMANDS.labels(name, "applied").inc()
+            metrics.command_counter(name, "applied").inc()
         # How far the inbox is applied joins the same transaction as a record
         # (processors/progress.py: two round trips fewer than group offsets).
         progress = Progress(self.partition, batch.next_offset)

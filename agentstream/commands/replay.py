@@ -70,12 +70,11 @@ async def _read_partition(
 async def _snapshots(
     database_url: str, stream: str, partition: int, session_id: str | None
 ) -> dict[str, SessionState]:
-    import asyncpg
-
     from processors.core import decode_state
+    from processors.postgres import create_pool
     from processors.snapshots import SnapshotStore
 
-    connection_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    connection_pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         store = SnapshotStore(connection_pool, stream)
         if session_id is not None:

@@ -40,6 +40,7 @@ from processors.pool.http import Timeouts, Transport, make_transport
 from processors.pool.providers import SimProvider, estimate_tokens
 from processors.pool.records import CallContext, PoolResult
 from processors.pool.settings import PoolSettings
+from processors.postgres import create_pool
 from processors.sim import SimulatedModel
 
 _ANONYMOUS = CallContext()
@@ -106,9 +107,7 @@ class LLMPool:
     async def start(self) -> None:
         """Connect the L2 cache when asked to (the HTTP transport connects lazily)."""
         if self.settings.cache_l2 and self.cache.l2 is None:
-            import asyncpg
-
-            self._db = await asyncpg.create_pool(self.settings.database_url, min_size=1, max_size=4)
+            self._db = await create_pool(self.settings.database_url, min_size=1, max_size=4)
             self.cache.l2 = PostgresCache(self._db)
         if self.cache.l2 is not None:
             await self.cache.l2.create_schema()
