@@ -3,10 +3,12 @@
 One consumer in the engine group reads ``inbox`` (read_committed, no auto
 commit: how far each partition is applied is a record of its transactions on
 ``engine-progress``, see progress.py; group offsets only mirror it). On
-assignment of partition p the engine starts p's transactional producer (its
-transactional id belongs to inbox partition p, so the previous owner is fenced
-and its open transaction aborted: aiokafka has no KIP-447), rebuilds p's
-sessions from checkpoint + events tail, then consumes. Background loops flush
+assignment of partition p the engine starts p's two transactional producers
+(their transactional ids belong to inbox partition p, so the previous owner is
+fenced and its open transactions aborted: aiokafka has no KIP-447), rebuilds p's
+sessions from checkpoint + events tail, then consumes. Each lane pipelines: batch
+n+1 is prepared and written on one producer while batch n's commit completes on
+the other, and committed only after n's. Background loops flush
 snapshots and fire due durable timers (a timer firing is a TimerFired command
 produced to the inbox, so replay stays deterministic).
 """
@@ -142,7 +144,7 @@ class SessionEngine:
             await self._consumer.stop()
         async with self._lock:
             for lane in self.lanes.values():
-                await lane.engine.producer.stop()
+                await lane.engine.stop()
             self.lanes.clear()
         for client in (self._replay_consumer, self._timer_producer):
             if client is not None:
@@ -171,12 +173,11 @@ class SessionEngine:
             for p in [p for p in self.lanes if p not in partitions]:
                 lane = self.lanes.pop(p)
                 await lane.close()
-                await lane.engine.producer.stop()
+                await lane.engine.stop()
             for p in [p for p, lane in self.lanes.items() if lane.fenced]:
                 lane = self.lanes.pop(p)  # fenced: whatever it holds is stale
                 await lane.close()
-                with contextlib.suppress(Exception):
-                    await lane.engine.producer.stop()
+                await lane.engine.stop()
                 if p in partitions:  # ours again: make sure it is fetched
                     with contextlib.suppress(Exception):
                         consumer.resume(self._inbox_tp(p))
@@ -217,16 +218,20 @@ class SessionEngine:
 
     async def _rebuild(self, p: int, old: PartitionEngine) -> PartitionEngine:
         """Replace ``old`` (after a failed transaction) by an engine rebuilt from the log."""
-        with contextlib.suppress(Exception):
-            await old.producer.stop()
+        await old.stop()
         return await self._build_engine(p)
 
-    async def _build_engine(self, p: int) -> PartitionEngine:
-        """Fence the previous owner, rebuild p from checkpoint + events tail."""
-        assert self._store is not None and self._replay_consumer is not None
+    async def _transactional_producer(self, p: int, suffix: str) -> AIOKafkaProducer:
+        """A started producer with one of partition p's transactional ids.
+
+        Both ids of p belong to whoever owns p: a new owner starts both, which fences
+        the previous owner's and aborts any transaction it left open. The first id
+        is the one engines used before partitions had two producers, so an owner
+        still fences an engine of that version.
+        """
         producer = AIOKafkaProducer(
             bootstrap_servers=self.kafka.bootstrap,
-            transactional_id=f"{self.catalogue.inbox.name}.engine.{p}",
+            transactional_id=f"{self.catalogue.inbox.name}.engine.{p}{suffix}",
             enable_idempotence=True,
             acks="all",
             max_batch_size=1024 * 1024,
@@ -238,10 +243,19 @@ class SessionEngine:
             # p50 8 ms, p99 114 ms). The broker is local to the cluster: retry soon.
             retry_backoff_ms=5,
         )
-        await producer.start()  # init_transactions: fences the old owner, aborts its txn
+        await producer.start()
+        return producer
+
+    async def _build_engine(self, p: int) -> PartitionEngine:
+        """Fence the previous owner, rebuild p from checkpoint + events tail."""
+        assert self._store is not None and self._replay_consumer is not None
+        producers = (
+            await self._transactional_producer(p, ""),
+            await self._transactional_producer(p, ".b"),
+        )  # started: init_transactions fenced the old owner's and aborted its transactions
         engine = PartitionEngine(
             partition=p,
-            producer=producer,
+            producers=producers,
             catalogue=self.catalogue,
             codec=self.codec,
             agents=self.agents,
@@ -312,23 +326,24 @@ class SessionEngine:
             return  # another engine owns p now; the next rebalance settles it
         engine = lane.engine
         try:
-            prepared = await engine.prepare(records)
+            sent = await engine.send(await engine.prepare(records))
             while True:
-                committing = asyncio.ensure_future(engine.commit(prepared))
+                ending = asyncio.ensure_future(engine.end(sent))
                 following = None
                 try:
                     if lane.pending and not lane.wanted and not self._stopping.is_set():
-                        following = await engine.prepare(lane.take())
+                        # On the other producer, while this commit completes.
+                        following = await engine.send(await engine.prepare(lane.take()))
                 finally:
                     # Always learn the commit's outcome before anything else: a batch
-                    # prepared on top of a failed transaction must never be committed.
-                    await committing
+                    # sent on top of a failed transaction must never be committed.
+                    await ending
                 if following is None:
                     return
-                prepared = following
+                sent = following
         except Exception as error:
             p = lane.partition
-            if producer_fenced(lane.engine.producer, error):
+            if any(producer_fenced(producer, error) for producer in lane.engine.producers):
                 # Only a new owner's init_transactions fences p's transactional id:
                 # it is theirs now (we missed a rebalance). Rebuilding would fence
                 # them in turn; stand still until the group says who owns p.

@@ -5,16 +5,19 @@ For each batch of inbox records of partition p:
 1. (``prepare``) decode each record (undecodable → DLQ) and load the sessions it
    names (memory → Postgres snapshot); ``decide(state, command)`` → events and
    work items (a rejection → DLQ), encoded, nothing sent yet;
-2. (``commit``) in ONE Kafka transaction, on the producer whose transactional id belongs
-   to inbox partition p: append the events to ``events`` p, the work items to
+2. (``send``, ``end``) in ONE Kafka transaction, on a producer whose transactional id
+   belongs to inbox partition p: append the events to ``events`` p, the work items to
    ``llm-calls`` / ``tool-calls`` p, DLQ copies to the DLQ, and the next
    inbox offset to ``engine-progress`` p;
 3. only once the transaction is committed do the new states replace the live
    ones (so an aborted transaction leaves memory as it was).
 
-The engine prepares batch n+1 while batch n commits (lane.py); n+1 decides on
-n's states, held in ``_pending`` until n commits, and is committed only after
-n's transaction succeeded.
+The engine prepares and sends batch n+1 while batch n commits (engine.py); n+1
+decides on n's states, held in ``_pending`` until n commits, and is committed
+only after n's transaction succeeded. Partition p has two transactional
+producers used in turn, so n+1's transaction opens and writes while the
+coordinator still completes n's (one producer would be refused with
+CONCURRENT_TRANSACTIONS until n's markers are written).
 
 Any failure of the transaction resets the partition: the caller rebuilds it
 from the log, exactly as a new owner would, so a half-known commit outcome can
@@ -23,6 +26,7 @@ never apply a record twice.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import time
@@ -38,7 +42,7 @@ from processors.progress import HEADER_TYPE, Progress
 from processors.recovery import load_snapshots
 from processors.session_cache import SessionCache
 from processors.snapshots import Snapshot, SnapshotStore
-from processors.txn_writer import Headers, TxnWriter
+from processors.txn_writer import Headers, Placement, TxnWriter
 from schemas import COMMAND_NAMES, Codec, SchemaError
 from streams.catalogue import Catalogue
 from streams.dlq import dead_letter_of
@@ -65,6 +69,17 @@ Outgoing = tuple[str, bytes | None, bytes | None, Headers]
 
 
 @dataclass(slots=True, eq=False)
+class OpenTransaction:
+    """A batch written in a transaction that is not committed yet."""
+
+    batch: PreparedBatch
+    producer: AIOKafkaProducer
+    placements: list[Placement]
+    sending: float
+    produced: float
+
+
+@dataclass(slots=True, eq=False)
 class PreparedBatch:
     """A decided batch, encoded and not yet sent."""
 
@@ -85,7 +100,7 @@ class PartitionEngine:
         self,
         *,
         partition: int,
-        producer: AIOKafkaProducer,
+        producers: tuple[AIOKafkaProducer, AIOKafkaProducer],
         catalogue: Catalogue,
         codec: Codec,
         agents: AgentCatalog,
@@ -93,7 +108,10 @@ class PartitionEngine:
         max_sessions: int,
     ) -> None:
         self.partition = partition
-        self.producer = producer
+        self.producers = producers
+        """Two transactional producers of partition p, used in turn: the next batch's
+        transaction opens and writes on one while the other's commit completes."""
+        self._turn = 0
         self.cache = SessionCache(max_sessions)
         self._catalogue = catalogue
         self._codec = codec
@@ -253,21 +271,36 @@ class PartitionEngine:
         batch.decide_seconds = time.perf_counter() - started
         return batch
 
-    async def commit(self, batch: PreparedBatch) -> BatchOutcome:
-        """Write ``batch`` in ONE Kafka transaction; once committed, its states go live."""
-        writer = TxnWriter(self.producer, self.partition)
-        async with self.producer.transaction():
-            sending = time.perf_counter()
-            placements = [
-                await writer.append(topic, key, value, headers)
-                for topic, key, value, headers in batch.outgoing
-            ]
-            await writer.flush()
-            produced = time.perf_counter()
+    async def send(self, batch: PreparedBatch) -> OpenTransaction:
+        """Open a transaction on the next producer and write ``batch`` in it, until the
+        broker acknowledged every record; :meth:`end` commits it.
+
+        The caller ends transactions in the order it sent them, and sends a batch only
+        once the transaction before the previous one has ended (a producer holds one
+        transaction at a time). A failure leaves the transaction open: the caller
+        rebuilds the partition, and the new producers' init_transactions abort it.
+        """
+        producer = self.producers[self._turn]
+        self._turn ^= 1
+        await producer.begin_transaction()
+        sending = time.perf_counter()
+        writer = TxnWriter(producer, self.partition)
+        placements = [
+            await writer.append(topic, key, value, headers)
+            for topic, key, value, headers in batch.outgoing
+        ]
+        await writer.flush()
+        return OpenTransaction(batch, producer, placements, sending, time.perf_counter())
+
+    async def end(self, txn: OpenTransaction) -> BatchOutcome:
+        """Commit ``txn``; once committed, its batch's states go live."""
+        await txn.producer.commit_transaction()
         committed = time.perf_counter()
+        batch = txn.batch
         # Committed: only now does the live state move on.
         self.next_inbox_offset = batch.next_offset
         pending = self._pending
+        placements = txn.placements
         for session_id, (state, last_event) in batch.new_states.items():
             offset = placements[last_event].offset if last_event >= 0 else -1
             self.cache.put_dirty(state, offset)
@@ -278,14 +311,20 @@ class PartitionEngine:
                 del pending[session_id]
         metrics.BATCH_SECONDS.observe(committed - batch.started)
         metrics.TRANSACTION_PHASE.labels("decide").observe(batch.decide_seconds)
-        metrics.TRANSACTION_PHASE.labels("produce").observe(produced - sending)
-        metrics.TRANSACTION_PHASE.labels("commit").observe(committed - produced)
+        metrics.TRANSACTION_PHASE.labels("produce").observe(txn.produced - txn.sending)
+        metrics.TRANSACTION_PHASE.labels("commit").observe(committed - txn.produced)
         metrics.BATCH_RECORDS.observe(batch.outcome.records)
         return batch.outcome
 
     async def process(self, records: list[ConsumerRecord[Any, Any]]) -> BatchOutcome:
-        """Prepare and commit one batch (no pipelining)."""
-        return await self.commit(await self.prepare(records))
+        """Prepare, send and commit one batch (no pipelining)."""
+        return await self.end(await self.send(await self.prepare(records)))
+
+    async def stop(self) -> None:
+        """Stop both producers (an open transaction is aborted by the next owner)."""
+        for producer in self.producers:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     def _dead_letter(
         self,

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from processors.agents import load_agents
 from processors.core import rebuild
-from processors.partition import PartitionEngine, PreparedBatch
+from processors.partition import OpenTransaction, PartitionEngine, PreparedBatch
 from processors.progress import read_progress
 from processors.settings import DEFAULT_DATABASE_URL, EngineSettings
 from streams.catalogue import Catalogue
@@ -220,13 +220,19 @@ async def test_a_fenced_engine_stands_still_instead_of_fencing_the_new_owner(
     async with running(kafka) as components:
         engine = components.engine
         assert engine is not None and p in engine.lanes
-        # A new owner of partition p (as after a rebalance this engine missed).
-        owner = AIOKafkaProducer(
-            bootstrap_servers=kafka_bootstrap,
-            transactional_id=f"{catalogue.inbox.name}.engine.{p}",
-            enable_idempotence=True,
-        )
-        await owner.start()  # fences this engine's producer of p
+        # A new owner of partition p (as after a rebalance this engine missed)
+        # starts both of p's transactional ids.
+        owners = [
+            AIOKafkaProducer(
+                bootstrap_servers=kafka_bootstrap,
+                transactional_id=f"{catalogue.inbox.name}.engine.{p}{suffix}",
+                enable_idempotence=True,
+            )
+            for suffix in ("", ".b")
+        ]
+        for owner in owners:
+            await owner.start()  # fences this engine's producers of p
+        owner = owners[0]
         try:
             await produce(kafka, catalogue.inbox.name, [start_session(sid, "What is 1+1?")])
             for _ in range(100):
@@ -239,7 +245,8 @@ async def test_a_fenced_engine_stands_still_instead_of_fencing_the_new_owner(
             async with owner.transaction():
                 await owner.send_and_wait(catalogue.dlq.name, b"still the owner", partition=p)
         finally:
-            await owner.stop()
+            for owner in owners:
+                await owner.stop()
     events = (await read_topic(kafka, catalogue.events.name)).by_session()
     assert sid not in events  # the fenced engine applied nothing
 
@@ -247,15 +254,16 @@ async def test_a_fenced_engine_stands_still_instead_of_fencing_the_new_owner(
 async def test_a_batch_prepared_on_a_failed_transaction_is_never_committed(
     kafka_bootstrap: str, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lane prepares batch B (deciding on batch A's uncommitted states) while A's
-    transaction commits. A fails: B must be dropped and both re-applied, once each."""
+    """The lane prepares and writes batch B (deciding on batch A's uncommitted states)
+    while A's transaction commits. A fails: B's transaction must never be committed,
+    and both batches are re-applied, once each."""
     kafka = kafka_settings(catalogue, kafka_bootstrap)
     p = 0
     ids = [s for s in new_ids(200) if session_partition(s, catalogue.partitions) == p][:4]
-    prepare, commit = PartitionEngine.prepare, PartitionEngine.commit
+    prepare, end = PartitionEngine.prepare, PartitionEngine.end
     a_committing = asyncio.Event()
     b_prepared = asyncio.Event()
-    failed: list[PreparedBatch] = []
+    failed: list[OpenTransaction] = []
     prepared_on_a: list[PreparedBatch] = []
 
     async def prepare_and_watch(self: PartitionEngine, records: list[Any]) -> PreparedBatch:
@@ -265,16 +273,16 @@ async def test_a_batch_prepared_on_a_failed_transaction_is_never_committed(
             b_prepared.set()
         return batch
 
-    async def fail_a_once(self: PartitionEngine, batch: PreparedBatch) -> Any:
+    async def fail_a_once(self: PartitionEngine, txn: OpenTransaction) -> Any:
         if self.partition == p and not failed:
             a_committing.set()
             await asyncio.wait_for(b_prepared.wait(), 30)
-            failed.append(batch)
-            raise RuntimeError("injected: the transaction of batch A failed")
-        return await commit(self, batch)
+            failed.append(txn)
+            raise RuntimeError("injected: the commit of batch A failed")
+        return await end(self, txn)
 
     monkeypatch.setattr(PartitionEngine, "prepare", prepare_and_watch)
-    monkeypatch.setattr(PartitionEngine, "commit", fail_a_once)
+    monkeypatch.setattr(PartitionEngine, "end", fail_a_once)
     async with running(kafka, roles=("engine",)):
         await produce(kafka, catalogue.inbox.name, [start_session(s, "What is 1+1?") for s in ids])
         await asyncio.wait_for(a_committing.wait(), 30)
