@@ -227,7 +227,7 @@ async def test_read_to_end_stops_at_the_end_it_found_and_skips_aborted_records(
         await producer.aiokafka.send(topic, b"aborted", key=b"k", partition=0)
         await producer.aiokafka.abort_transaction()
 
-        read = []
+        read: list[tuple[int, bytes | None]] = []
         async for record in read_to_end(settings, topic):
             if not read:  # written after the read began: past the end it found
                 async with producer.aiokafka.transaction():
