@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas import TERMINAL_EVENT_NAMES, Codec
 from streams.catalogue import Catalogue
 from streams.partitioner import session_partition
-from streams.producer import type_headers
+from streams.producer import producer_config, type_headers
 from streams.settings import KafkaSettings
 
 DEMO_INPUTS: tuple[str, ...] = (
@@ -101,9 +101,10 @@ async def run_sessions(
     catalogue = Catalogue.from_settings(kafka)
     codec = Codec()
     run_id = uuid.uuid4().hex[:8]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, acks="all", linger_ms=1
-    )
+    # The gateway's and the CLI's producer settings (5 ms linger): commands reach the
+    # inbox batched as they do in production, and the load generator, which shares
+    # the CPUs with what it measures, sends a request per linger, not per session.
+    producer = AIOKafkaProducer(**producer_config(kafka))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.bootstrap,
         isolation_level="read_committed",

@@ -34,7 +34,7 @@ from agentstream.process_tuning import (
 )
 from processors.agents import AgentCatalog
 from processors.engine import SessionEngine
-from processors.executors import WorkExecutor
+from processors.executors import ResultProducer, WorkExecutor
 from processors.pool.executor import LLMExecutor
 from processors.settings import EngineSettings, ExecutorSettings
 from processors.tool_runner import ToolRunner
@@ -84,9 +84,10 @@ class Components:
                 kafka=kafka, settings=engine_settings or EngineSettings.from_env(), agents=agents
             )
         executor_settings = executor_settings or ExecutorSettings.from_env()
+        results = ResultProducer(kafka)  # one producer for both executors' results
         if "llm" in roles:  # the LLM pool: providers, routing, limits, cache, deltas
             built.executors.append(
-                LLMExecutor(kafka=kafka, agents=agents, settings=executor_settings)
+                LLMExecutor(kafka=kafka, agents=agents, settings=executor_settings, results=results)
             )
         if "tools" in roles:  # allow-list, timeouts, output limit, sandbox
             built.executors.append(
@@ -96,6 +97,7 @@ class Components:
                     topic=catalogue.tool_calls,
                     handler=ToolRunner(agents, fail_all=fail_tools).handler(),
                     settings=executor_settings,
+                    results=results,
                 )
             )
         return built

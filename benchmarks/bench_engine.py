@@ -5,8 +5,8 @@
                 written as plain faust agents (benchmarks.faust_baseline) on the
                 same broker in the same run. Targets: >= 3,000 steps/s, >= 5x faust.
     overhead    p99 per-step overhead (everything but model time) at half the
-                maximum load, offered open loop (sessions started at a fixed rate),
-                from the events' broker timestamps. Target <= 25 ms.
+                maximum load (--fraction), offered open loop (sessions started at a
+                fixed rate), from the events' broker timestamps. Target <= 25 ms.
     inflight    LLM calls in flight in one executor at 1 s simulated latency,
                 against the ideal (every call started at once). Target >= 5,000.
     rebuild     one session rebuilt from its snapshot + 1,000 Avro events, p99,
@@ -18,7 +18,12 @@
                 events, and work item -> its result, from broker timestamps.
 
 Run: ``python -m benchmarks.bench_engine [which ...] [--sessions N] [--concurrency C]
-[--partitions P]`` (default: all but latency).
+[--partitions P] [--fraction F]`` (default: all but latency).
+
+The engine runs are two worker processes on topics of ``--partitions`` partitions,
+by default one per worker (``WORKERS``): the sizing the settings recommend, since
+each partition is its own Kafka transaction stream, which costs CPU at any load
+(``--partitions 4`` on 2 cores: about a fifth less throughput and a longer tail).
 Needs the local Kafka and Postgres (``agentstream infra up``).
 """
 
@@ -69,11 +74,12 @@ from streams.producer import type_headers
 from streams.settings import KafkaSettings
 
 CODEC = Codec()
+WORKERS = 2
+"""Worker processes of the engine benchmarks (and the default partition count)."""
 
 
-def _settings(tag: str, partitions: int | None = None) -> KafkaSettings:
+def _settings(tag: str, partitions: int) -> KafkaSettings:
     base = KafkaSettings.from_env()
-    partitions = partitions or base.partitions
     return KafkaSettings(
         bootstrap=base.bootstrap,
         topic_prefix=f"bench-{tag}-{uuid.uuid4().hex[:6]}",
@@ -175,9 +181,7 @@ async def _two_workers(
             worker.stop()
 
 
-async def bench_throughput(
-    sessions: int, concurrency: int, partitions: int | None
-) -> dict[str, float]:
+async def bench_throughput(sessions: int, concurrency: int, partitions: int) -> dict[str, float]:
     logs = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     ours = _settings("ours", partitions)
     await _topics(ours)
@@ -242,7 +246,7 @@ async def _step_gaps(kafka: KafkaSettings, catalogue: Catalogue, run_id: str) ->
     return gaps
 
 
-async def bench_latency(sessions: int, concurrency: int, partitions: int | None) -> None:
+async def bench_latency(sessions: int, concurrency: int, partitions: int) -> None:
     """Hop latencies at a fixed load, from broker timestamps of the inbox and the log."""
     logs = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     kafka = _settings("latency", partitions)
@@ -259,6 +263,7 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
     events = [
         r for r in await _timestamped(kafka, catalogue.events.name) if run in r[2]["session_id"]
     ]
+    gaps = await _step_gaps(kafka, catalogue, report.run_id)
     await _drop(kafka)
     first_event_of: dict[str, int] = {}
     # A call id is unique within its session only (tool call ids are the model's).
@@ -280,6 +285,10 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
         f" {report.steps / report.seconds:,.0f} steps/s; session p50 {report.percentile(0.5) * 1000:.0f} ms,"
         f" p99 {report.percentile(0.99) * 1000:.0f} ms"
     )
+    print(
+        f"  per-step overhead (request event -> next request event): p50 {_p(gaps, 0.5) * 1000:.0f} ms,"
+        f" p90 {_p(gaps, 0.9) * 1000:.0f} ms, p99 {_p(gaps, 0.99) * 1000:.0f} ms ({len(gaps)} steps)"
+    )
     for label, hops in (
         ("inbox command -> its events", engine),
         ("work item -> its result", executor),
@@ -289,11 +298,13 @@ async def bench_latency(sessions: int, concurrency: int, partitions: int | None)
         )
 
 
-async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
-    """Per-step overhead at half the maximum load, offered open loop (a fixed rate of
-    session starts, as a latency target at a given load is defined)."""
+async def bench_overhead(
+    sessions: int, partitions: int, fraction: float, measured: dict[str, float]
+) -> None:
+    """Per-step overhead at ``fraction`` (half) of the maximum load, offered open loop
+    (a fixed rate of session starts, as a latency target at a given load is defined)."""
     logs = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    kafka = _settings("overhead")
+    kafka = _settings("overhead", partitions)
     catalogue = await _topics(kafka)
     try:
         async with _two_workers(kafka, 6190, logs) as workers:
@@ -305,10 +316,10 @@ async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
                 probe = await run_sessions(kafka, sessions, concurrency=512, timeout_s=600)
                 max_steps_s = probe.steps / probe.seconds
                 steps_per_session = probe.steps / probe.sessions
-            rate = max_steps_s / 2 / steps_per_session
+            rate = max_steps_s * fraction / steps_per_session
             count = int(rate * 20)  # about 20 s of load
             print(
-                f"  offering {rate:,.0f} sessions/s ({max_steps_s / 2:,.0f} steps/s) for 20 s ...",
+                f"  offering {rate:,.0f} sessions/s ({max_steps_s * fraction:,.0f} steps/s) for 20 s ...",
                 flush=True,
             )
             workers.mark()
@@ -318,7 +329,8 @@ async def bench_overhead(sessions: int, measured: dict[str, float]) -> None:
     finally:
         await _drop(kafka)
     print(
-        f"  at {report.steps / report.seconds:,.0f} steps/s (half of max {max_steps_s:,.0f};"
+        f"  at {report.steps / report.seconds:,.0f} steps/s ({fraction:g} of max {max_steps_s:,.0f},"
+        f" {partitions} partitions;"
         f" {rate:,.0f} sessions/s open loop): per-step overhead p50 {_p(gaps, 0.5) * 1000:.0f} ms,"
         f" p90 {_p(gaps, 0.9) * 1000:.0f} ms, p99 {_p(gaps, 0.99) * 1000:.0f} ms over {len(gaps)} steps;"
         f" session p50 {report.percentile(0.5) * 1000:.0f} ms, p99 {report.percentile(0.99) * 1000:.0f} ms"
@@ -492,7 +504,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--calls", type=int, default=10_000, help="in-flight benchmark calls")
     parser.add_argument(
-        "--partitions", type=int, help="topic partitions (default: AGENTSTREAM_PARTITIONS or 4)"
+        "--partitions",
+        type=int,
+        default=WORKERS,
+        help=f"partitions of the engine runs' topics (default {WORKERS}: one per worker)",
+    )
+    parser.add_argument(
+        "--fraction", type=float, default=0.5, help="overhead: the load, as a fraction of the max"
     )
     args = parser.parse_args(argv)
     sessions = args.sessions or 10_000
@@ -510,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         if which == "throughput":
             results = asyncio.run(bench_throughput(sessions, args.concurrency, args.partitions))
         elif which == "overhead":
-            asyncio.run(bench_overhead(sessions, results))
+            asyncio.run(bench_overhead(sessions, args.partitions, args.fraction, results))
         elif which == "latency":
             asyncio.run(bench_latency(args.sessions or 2000, args.concurrency, args.partitions))
         elif which == "inflight":

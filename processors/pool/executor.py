@@ -10,7 +10,7 @@ unfinished offset, results to the inbox) is the plain WorkExecutor's.
 from __future__ import annotations
 
 from processors.agents import AgentCatalog
-from processors.executors import WorkExecutor
+from processors.executors import ResultProducer, WorkExecutor
 from processors.pool.deltas import DeltaPublisher
 from processors.pool.handler import pool_llm_handler
 from processors.pool.pool import LLMPool
@@ -35,6 +35,7 @@ class LLMExecutor(WorkExecutor):
         stream_deltas: bool | None = None,
         codec: Codec | None = None,
         name: str = "llm",
+        results: ResultProducer | None = None,
     ) -> None:
         catalogue = Catalogue.from_settings(kafka)
         self.pool = pool or LLMPool(agents, pool_settings or PoolSettings.from_env())
@@ -48,6 +49,7 @@ class LLMExecutor(WorkExecutor):
             handler=pool_llm_handler(self.pool, agents, deltas=self.deltas),
             settings=settings,
             codec=codec,
+            results=results,
         )
 
     async def start(self) -> None:
