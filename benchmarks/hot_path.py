@@ -131,6 +131,11 @@ def _pids_by_role(worker_pids: Sequence[int]) -> dict[str, list[int]]:
     return roles
 
 
+def broker_cpu_seconds() -> float:
+    """CPU seconds used so far by the Kafka brokers running on this machine."""
+    return sum(_cpu_seconds(pid) or 0.0 for pid in _pids_by_role([])["kafka broker"])
+
+
 @dataclass
 class CpuSplit:
     """CPU used by each kind of process between ``start`` and ``report``."""
