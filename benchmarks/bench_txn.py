@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,17 +46,37 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _producer(
-    kafka: KafkaSettings, catalogue: Catalogue, p: int, mode: str, count: int, out: list[float]
-) -> None:
-    producer = AIOKafkaProducer(
+def engine_like_producer(kafka: KafkaSettings, transactional_id: str) -> AIOKafkaProducer:
+    """A transactional producer configured as the engine's are."""
+    return AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap,
-        transactional_id=f"{catalogue.prefix}.bench.{mode}.{p}",
+        transactional_id=transactional_id,
         enable_idempotence=True,
         acks="all",
         linger_ms=0,
         retry_backoff_ms=5,  # as the engine's producers
     )
+
+
+async def send_progress(
+    producer: AIOKafkaProducer, catalogue: Catalogue, p: int, next_offset: int
+) -> asyncio.Future[Any]:
+    """Append the engine's progress record for inbox partition ``p`` to the transaction."""
+    progress = Progress(p, next_offset)
+    future: asyncio.Future[Any] = await producer.send(
+        catalogue.engine_progress.name,
+        progress.value(),
+        key=progress.key(),
+        partition=p,
+        headers=HEADER_TYPE,
+    )
+    return future
+
+
+async def _producer(
+    kafka: KafkaSettings, catalogue: Catalogue, p: int, mode: str, count: int, out: list[float]
+) -> None:
+    producer = engine_like_producer(kafka, f"{catalogue.prefix}.bench.{mode}.{p}")
     await producer.start()
     group = f"{catalogue.prefix}.bench"
     inbox = TopicPartition(catalogue.inbox.name, p)
@@ -69,16 +90,7 @@ async def _producer(
                     await producer.send(catalogue.llm_calls.name, work, partition=p),
                 ]
                 if mode == "progress":
-                    progress = Progress(p, i + 1)
-                    sent.append(
-                        await producer.send(
-                            catalogue.engine_progress.name,
-                            progress.value(),
-                            key=progress.key(),
-                            partition=p,
-                            headers=HEADER_TYPE,
-                        )
-                    )
+                    sent.append(await send_progress(producer, catalogue, p, i + 1))
                     await asyncio.gather(*sent)
                 else:
                     await asyncio.gather(

@@ -32,8 +32,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaProducer
-
+from benchmarks.bench_txn import engine_like_producer, send_progress
 from benchmarks.hot_path import broker_cpu_seconds
 from processors.progress import HEADER_TYPE, Progress
 from streams.admin import delete_topics, ensure_topics, require_ok
@@ -50,31 +49,15 @@ def _p(values: list[float], q: float) -> float:
 
 
 async def _aiokafka(kafka: KafkaSettings, cat: Catalogue, p: int, n: int, out: list[float]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
-        transactional_id=f"{cat.prefix}.aiokafka.{p}",
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=0,
-        retry_backoff_ms=5,  # as the engine's producers
-    )
+    producer = engine_like_producer(kafka, f"{cat.prefix}.aiokafka.{p}")
     await producer.start()
     try:
         for i in range(n):
             started = time.perf_counter()
-            progress = Progress(p, i + 1)
             async with producer.transaction():
                 sent = [await producer.send(cat.events.name, EVENT, partition=p) for _ in range(3)]
                 sent.append(await producer.send(cat.llm_calls.name, WORK, partition=p))
-                sent.append(
-                    await producer.send(
-                        cat.engine_progress.name,
-                        progress.value(),
-                        key=progress.key(),
-                        partition=p,
-                        headers=HEADER_TYPE,
-                    )
-                )
+                sent.append(await send_progress(producer, cat, p, i + 1))
                 await asyncio.gather(*sent)
             out.append(time.perf_counter() - started)
     finally:
