@@ -260,6 +260,14 @@ def require_ok(report: TopicsReport) -> None:
         return
     lines = [f"{name}: missing" for name in report.missing]
     lines += [str(m) for m in report.mismatches]
+    found = sorted({m.actual for m in report.mismatches if m.setting == "partitions"})
+    if len(found) == 1:
+        # The usual cause: topics made under another AGENTSTREAM_PARTITIONS. Partitions
+        # cannot shrink and growing them would move sessions, so say how to match them.
+        lines.append(
+            f"the topics have {found[0]} partitions: set AGENTSTREAM_PARTITIONS={found[0]} to"
+            " use them as they are, or another AGENTSTREAM_TOPIC_PREFIX for new topics"
+        )
     raise TopicMismatchError("topics differ from the catalogue:\n  " + "\n  ".join(lines))
 
 

@@ -53,3 +53,16 @@ def test_require_ok_lists_every_problem() -> None:
         require_ok(report)
     assert "unit.dlq: missing" in str(raised.value)
     assert "unit.events: partitions is 2, the catalogue says 4" in str(raised.value)
+    assert "set AGENTSTREAM_PARTITIONS=2" in str(raised.value)
+
+
+def test_require_ok_names_no_partition_count_when_the_topics_disagree() -> None:
+    report = TopicsReport(
+        mismatches=(
+            Mismatch("unit.events", "partitions", "4", "2"),
+            Mismatch("unit.inbox", "partitions", "4", "8"),
+        )
+    )
+    with pytest.raises(TopicMismatchError) as raised:
+        require_ok(report)
+    assert "AGENTSTREAM_PARTITIONS" not in str(raised.value)
