@@ -6,9 +6,11 @@ commit: how far each partition is applied is a record of its transactions on
 assignment of partition p the engine starts p's two transactional producers
 (their transactional ids belong to inbox partition p, so the previous owner is
 fenced and its open transactions aborted: aiokafka has no KIP-447), rebuilds p's
-sessions from checkpoint + events tail, then consumes. Each lane pipelines: batch
-n+1 is prepared and written on one producer while batch n's commit completes on
-the other, and committed only after n's. Background loops flush
+sessions from checkpoint + events tail, then consumes. A lane with a backlog
+pipelines: batch n+1 is prepared and written on one producer while batch n's
+commit completes on the other, and committed only after n's; a lane without one
+waits for the commit and takes what queued meanwhile as one batch (fewer, larger
+transactions: ``EngineSettings.pipeline_min_records``). Background loops flush
 snapshots and fire due durable timers (a timer firing is a TimerFired command
 produced to the inbox, so replay stays deterministic).
 """
@@ -319,9 +321,10 @@ class SessionEngine:
                         lane.paused = False
 
     async def _process(self, lane: Lane, records: list[Any]) -> None:
-        """Commit ``records`` and whatever queues behind them, one transaction per batch,
-        preparing each batch while the one before commits; on failure rebuild the
-        partition from the log (every prepared batch is dropped with its engine)."""
+        """Commit ``records`` and, while a backlog lasts, what queues behind them, one
+        transaction per batch, preparing each batch while the one before commits; on
+        failure rebuild the partition from the log (every prepared batch is dropped with
+        its engine)."""
         if lane.fenced:
             return  # another engine owns p now; the next rebalance settles it
         engine = lane.engine
@@ -331,7 +334,11 @@ class SessionEngine:
                 ending = asyncio.ensure_future(engine.end(sent))
                 following = None
                 try:
-                    if lane.pending and not lane.wanted and not self._stopping.is_set():
+                    if (
+                        lane.pending >= self.settings.pipeline_min_records
+                        and not lane.wanted
+                        and not self._stopping.is_set()
+                    ):
                         # On the other producer, while this commit completes.
                         following = await engine.send(await engine.prepare(lane.take()))
                 finally:

@@ -25,6 +25,16 @@ class EngineSettings:
     """LRU bound of live sessions per owned partition (``AGENTSTREAM_MAX_SESSIONS``)."""
     timer_interval_s: float = 0.05
     """How often due durable timers are looked for."""
+    pipeline_min_records: int = 32
+    """Records waiting in a partition's lane before its next batch is prepared and
+    written while the previous transaction commits (``AGENTSTREAM_PIPELINE_MIN_RECORDS``);
+    with fewer, the lane waits for the commit and takes them all in one transaction.
+
+    Pipelining only pays when there is a backlog: each transaction costs about 1.5 ms of
+    broker and client CPU whatever it carries. 2 workers on 2 cores, 4 partitions, 64
+    sessions in flight (``bench_engine latency``): always pipelining 1,017-1,166 steps/s,
+    per-step p50 43-47 ms; never 1,361-1,402 steps/s, 35-36 ms. At 512 in flight
+    pipelining raised the maximum from 3,750-3,838 to 4,219-4,325 steps/s."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:
@@ -37,6 +47,9 @@ class EngineSettings:
             ),
             max_sessions_per_partition=int(
                 _number(env, "AGENTSTREAM_MAX_SESSIONS", base.max_sessions_per_partition)
+            ),
+            pipeline_min_records=int(
+                _number(env, "AGENTSTREAM_PIPELINE_MIN_RECORDS", base.pipeline_min_records)
             ),
         )
 

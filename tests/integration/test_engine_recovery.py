@@ -283,7 +283,9 @@ async def test_a_batch_prepared_on_a_failed_transaction_is_never_committed(
 
     monkeypatch.setattr(PartitionEngine, "prepare", prepare_and_watch)
     monkeypatch.setattr(PartitionEngine, "end", fail_a_once)
-    async with running(kafka, roles=("engine",)):
+    # Pipeline whatever waits, however little (by default only a backlog is pipelined).
+    pipelining = EngineSettings(snapshot_interval_s=0.2, pipeline_min_records=1)
+    async with running(kafka, roles=("engine",), engine_settings=pipelining):
         await produce(kafka, catalogue.inbox.name, [start_session(s, "What is 1+1?") for s in ids])
         await asyncio.wait_for(a_committing.wait(), 30)
         # Batch B: the cancellations, decided on A's (still uncommitted) sessions.
@@ -297,3 +299,56 @@ async def test_a_batch_prepared_on_a_failed_transaction_is_never_committed(
         assert names[-1] == "SessionCancelled", (sid, names)
     dlq = await read_topic(kafka, catalogue.dlq.name, decode=False)
     assert not dlq.records  # nothing was decided twice, nothing refused
+
+
+async def test_a_lane_without_a_backlog_waits_for_the_commit_and_takes_what_queued(
+    kafka_bootstrap: str, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer records than ``pipeline_min_records`` queue behind batch A: nothing is
+    prepared until A's commit has ended, then they all go in one transaction."""
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    p = 0
+    ids = [s for s in new_ids(200) if session_partition(s, catalogue.partitions) == p][:4]
+    prepare, end = PartitionEngine.prepare, PartitionEngine.end
+    a_preparing, queued_behind_a, a_ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    batches: list[int] = []
+    before_a_ended: list[int] = []
+
+    async def prepare_and_watch(self: PartitionEngine, records: list[Any]) -> PreparedBatch:
+        if self.partition == p:
+            if not a_preparing.is_set():  # batch A: hold it until the cancels queue
+                a_preparing.set()
+                await asyncio.wait_for(queued_behind_a.wait(), 30)
+            elif not a_ended.is_set():
+                before_a_ended.append(len(records))
+            batches.append(len(records))
+        return await prepare(self, records)
+
+    async def watch_end(self: PartitionEngine, txn: OpenTransaction) -> Any:
+        outcome = await end(self, txn)
+        if self.partition == p:
+            a_ended.set()
+        return outcome
+
+    monkeypatch.setattr(PartitionEngine, "prepare", prepare_and_watch)
+    monkeypatch.setattr(PartitionEngine, "end", watch_end)
+    async with running(kafka, roles=("engine",)) as components:
+        assert components.engine is not None
+        assert len(ids) < components.engine.settings.pipeline_min_records
+        await produce(kafka, catalogue.inbox.name, [start_session(s, "What is 1+1?") for s in ids])
+        await asyncio.wait_for(a_preparing.wait(), 30)
+        await produce(kafka, catalogue.inbox.name, [command("Cancel", s) for s in ids])
+        lane = components.engine.lanes[p]
+        for _ in range(3000):  # up to 30 s
+            if lane.pending >= len(ids):
+                break
+            await asyncio.sleep(0.01)
+        queued = lane.pending
+        assert queued >= len(ids)  # at least the four cancels wait behind A
+        queued_behind_a.set()
+        sessions = await wait_for_terminal(kafka, catalogue, ids, timeout_s=60)
+    assert before_a_ended == []  # nothing was prepared while A committed
+    assert batches[1] == queued  # what queued went in one transaction
+    check_invariants(sessions)
+    for sid in ids:
+        assert sessions[sid][-1][0] == "SessionCancelled"
