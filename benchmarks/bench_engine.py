@@ -169,8 +169,9 @@ class _Workers:
 async def _two_workers(
     kafka: KafkaSettings, first_port: int, logs: Path
 ) -> AsyncIterator[_Workers]:
-    """Two ``agentstream worker`` processes sharing ``kafka``'s partitions, stopped on exit."""
-    workers = [start_worker(kafka, first_port + i, logs) for i in range(2)]
+    """``WORKERS`` ``agentstream worker`` processes sharing ``kafka``'s partitions, stopped
+    on exit."""
+    workers = [start_worker(kafka, first_port + i, logs) for i in range(WORKERS)]
     try:
         await asyncio.to_thread(wait_until_owned, workers, kafka.partitions)
         yield _Workers(

@@ -30,8 +30,8 @@ class KafkaSettings:
     each transaction carries fewer commands, and there are more transactions, each
     costing about 1.5 ms of broker and client CPU. On the 2-core development machine,
     2 workers at 512 sessions in flight (``bench_engine throughput --partitions N``):
-    2 partitions → 4,967 steps/s, 4 → 4,487, 12 → 2,097 (per-step p99 at half load:
-    77 ms with 2, 130 ms with 4). Size it to the engines you will run, with headroom
+    2 partitions → 4,180-5,370 steps/s, 4 → 4,487, 12 → 2,097 (per-step p99 at half
+    load: 76-150 ms with 2, 130 ms with 4). Size it to the engines you will run, with headroom
     only as needed, before creating the topics (it cannot shrink)."""
     replication_factor: int = 1
     """Replication factor of new topics (``AGENTSTREAM_REPLICATION_FACTOR``)."""
