@@ -152,15 +152,21 @@ class _Workers:
         self.pids = pids
         self._mark = hot_path.Histograms()
         self._cpu = hot_path.CpuSplit()
+        self._requests: dict[str, float] | None = None
+        self._marked_at = 0.0
 
     def mark(self) -> None:
         """Count the hot path and the CPU from here on (after a warm-up)."""
         self._mark = hot_path.scrape(self.ports)
         self._cpu.start(self.pids)
+        self._requests = hot_path.broker_requests()
+        self._marked_at = time.monotonic()
 
     def print_hot_path(self, steps: int) -> None:
-        print("  where the time went since the mark (the workers' /metrics, /proc):")
+        print("  where the time went since the mark (the workers' /metrics, /proc, the broker's):")
         print(self._cpu.report(steps))
+        seconds = time.monotonic() - self._marked_at
+        print(hot_path.requests_report(self._requests, hot_path.broker_requests(), steps, seconds))
         for line in hot_path.report(hot_path.scrape(self.ports).minus(self._mark)):
             print(line)
 

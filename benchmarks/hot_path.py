@@ -1,9 +1,10 @@
 """Where the workers' hot path spent its time, from their own /metrics.
 
 The benchmarks see a step from outside (broker timestamps); the workers' histograms
-say which part of it was the engine's transaction, the fetch, or the executor. A
-benchmark marks the workers before its measured run and prints the difference after
-it, so warm-up runs do not count.
+say which part of it was the engine's transaction, the fetch, or the executor, and
+the broker's request counters (its Prometheus JMX exporter) say how many Kafka
+requests a step cost. A benchmark marks the workers before its measured run and
+prints the difference after it, so warm-up runs do not count.
 """
 
 from __future__ import annotations
@@ -93,6 +94,48 @@ def report(histograms: Histograms) -> list[str]:
             f" p99 <= {_quantile(counts, 0.99) * scale:g}{unit}"
         )
     return lines
+
+
+# ------------------------------------------------------------ broker requests per step
+
+BROKER_METRICS_URL = "http://127.0.0.1:9404/metrics"
+"""Where `agentstream infra up`'s broker serves its JMX metrics (infra.kafka)."""
+
+
+def broker_requests(url: str = BROKER_METRICS_URL) -> dict[str, float] | None:
+    """Requests the broker has handled so far, by API (all versions); None if its
+    metrics cannot be read (a broker that `infra up` did not start)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "kafka_network_requests":  # the parser drops "_total"
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                api = sample.labels["request"]
+                counts[api] = counts.get(api, 0.0) + sample.value
+    return counts
+
+
+def requests_report(
+    before: dict[str, float] | None, after: dict[str, float] | None, steps: int, seconds: float
+) -> str:
+    """The broker's requests per step between two :func:`broker_requests` readings."""
+    if before is None or after is None or steps <= 0:
+        return f"    broker requests: not measured (no metrics at {BROKER_METRICS_URL})"
+    # FetchConsumer is counted under Fetch as well; Verification is the broker's own call.
+    skip = {"Fetch", "AddPartitionsToTxnVerification"}
+    delta = {api: n - before.get(api, 0.0) for api, n in after.items() if api not in skip}
+    delta = {api: n for api, n in delta.items() if n > 0}
+    total = sum(delta.values())
+    parts = ", ".join(
+        f"{api} {n / steps:.3f}" for api, n in sorted(delta.items(), key=lambda kv: -kv[1])[:8]
+    )
+    return f"    broker requests per step: {total / steps:.2f} ({total / seconds:,.0f}/s): {parts}"
 
 
 # ------------------------------------------------------------------ CPU per process

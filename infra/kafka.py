@@ -4,6 +4,7 @@ Layout under ``<home>/kafka``::
 
     libs/                  broker jars (fetched once by mvn, shared by every cluster size)
     log4j2.properties      broker logging: INFO to stdout, chatty loggers at WARN
+    jmx-exporter.yaml      which broker MBeans the Prometheus exporter serves
     1-node/cluster-id      one cluster id per cluster size, kept across restarts
     1-node/node-1/         server.properties, data/, server.log, kafka.pid
     3-node/node-{1,2,3}/
@@ -54,6 +55,10 @@ SIZES = (1, 3)
 # single node's controller takes 9093, the 3-node cluster's controllers sit apart.
 _CLIENT_PORTS = {1: (9092,), 3: (9092, 9094, 9096)}
 _CONTROLLER_PORTS = {1: (9093,), 3: (19093, 19095, 19097)}
+# Each node serves its JMX metrics for Prometheus at http://127.0.0.1:<port>/metrics
+# (the Prometheus JMX exporter's customary port, 9404, for node 1).
+_METRICS_PORTS = {1: (9404,), 3: (9404, 9405, 9406)}
+JMX_EXPORTER_JAR = "jmx_prometheus_javaagent-1.0.1.jar"
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -66,6 +71,7 @@ class KafkaNode:
     node_id: int
     client_port: int
     controller_port: int
+    metrics_port: int
     dir: Path
 
     @property
@@ -87,6 +93,15 @@ class KafkaNode:
     @property
     def address(self) -> str:
         return f"{HOST}:{self.client_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The node's JMX metrics in Prometheus' text format."""
+        return f"http://{HOST}:{self.metrics_port}/metrics"
+
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        return (self.client_port, self.controller_port, self.metrics_port)
 
     def pid(self) -> int | None:
         """The broker's pid if it runs (checked against its own server.properties)."""
@@ -114,6 +129,10 @@ class KafkaCluster:
         return self.root / "log4j2.properties"
 
     @property
+    def jmx_exporter_config(self) -> Path:
+        return self.root / "jmx-exporter.yaml"
+
+    @property
     def bootstrap_servers(self) -> str:
         return ",".join(node.address for node in self.nodes)
 
@@ -135,9 +154,9 @@ def cluster(root: Path, size: int) -> KafkaCluster:
         raise InfraError(f"--brokers must be one of {SIZES}, not {size}")
     cluster_dir = root / f"{size}-node"
     nodes = tuple(
-        KafkaNode(i + 1, client, controller, cluster_dir / f"node-{i + 1}")
-        for i, (client, controller) in enumerate(
-            zip(_CLIENT_PORTS[size], _CONTROLLER_PORTS[size], strict=True)
+        KafkaNode(i + 1, client, controller, metrics, cluster_dir / f"node-{i + 1}")
+        for i, (client, controller, metrics) in enumerate(
+            zip(_CLIENT_PORTS[size], _CONTROLLER_PORTS[size], _METRICS_PORTS[size], strict=True)
         )
     )
     return KafkaCluster(root, size, nodes)
@@ -268,6 +287,52 @@ logger.networkclient.level = ERROR
 """
 
 
+# The exporter reads MBeans on every scrape; naming only the ones worth graphing keeps a
+# scrape cheap (all of them are thousands of series, most per partition).
+_JMX_EXPORTER = """\
+# Written by `agentstream infra up`: what the Prometheus JMX exporter serves from each
+# broker at http://127.0.0.1:<9404+>/metrics (infra/observability/prometheus.yml).
+lowercaseOutputName: true
+lowercaseOutputLabelNames: true
+includeObjectNames:
+  - "kafka.network:type=RequestMetrics,name=RequestsPerSec,*"
+  # Request latency of the requests an agent step makes (not of all 90-odd APIs).
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=Produce"
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=FetchConsumer"
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=AddPartitionsToTxn"
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=EndTxn"
+  - "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=OffsetCommit"
+  - "kafka.network:type=RequestChannel,name=RequestQueueSize"
+  - "kafka.network:type=SocketServer,name=NetworkProcessorAvgIdlePercent"
+  - "kafka.server:type=KafkaRequestHandlerPool,name=RequestHandlerAvgIdlePercent"
+  - "kafka.server:type=BrokerTopicMetrics,name=MessagesInPerSec,*"
+  - "kafka.server:type=BrokerTopicMetrics,name=BytesInPerSec,*"
+  - "kafka.server:type=BrokerTopicMetrics,name=BytesOutPerSec,*"
+  - "kafka.server:type=ReplicaManager,*"
+  - "kafka.controller:type=KafkaController,*"
+  - "kafka.server:type=transaction-coordinator-metrics,*"
+  - "java.lang:type=GarbageCollector,*"
+  - "java.lang:type=Memory"
+rules:
+  # Requests by API: rate(kafka_network_requests_total[1m]) is the broker's load by kind.
+  - pattern: >-
+      kafka.network<type=RequestMetrics, name=RequestsPerSec, request=(.+), version=(.+)><>Count
+    name: kafka_network_requests_total
+    type: COUNTER
+    labels:
+      request: "$1"
+      version: "$2"
+  - pattern: >-
+      kafka.network<type=RequestMetrics, name=TotalTimeMs, request=(.+)><>(\\d+)thPercentile
+    name: kafka_network_request_time_ms
+    type: GAUGE
+    labels:
+      request: "$1"
+      quantile: "0.$2"
+  - pattern: ".*"
+"""
+
+
 def _server_properties(cl: KafkaCluster, node: KafkaNode) -> str:
     voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in cl.nodes)
     rf = 1 if cl.size == 1 else 3
@@ -303,6 +368,7 @@ def write_configs(cl: KafkaCluster) -> None:
     """(Re)write server.properties and the log4j2 config, so code changes take effect."""
     cl.root.mkdir(parents=True, exist_ok=True)
     cl.log4j_config.write_text(_LOG4J2)
+    cl.jmx_exporter_config.write_text(_JMX_EXPORTER)
     for node in cl.nodes:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         node.properties.write_text(_server_properties(cl, node))
@@ -364,6 +430,9 @@ def _jvm_options(cl: KafkaCluster, node: KafkaNode) -> list[str]:
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={cl.log4j_config}",
         f"-Dkafka.logs.dir={node.dir}",
+        # Prometheus metrics at node.metrics_url (see _JMX_EXPORTER).
+        f"-javaagent:{cl.libs / JMX_EXPORTER_JAR}"
+        f"={HOST}:{node.metrics_port}:{cl.jmx_exporter_config}",
     ]
 
 

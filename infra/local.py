@@ -210,7 +210,7 @@ def _start_kafka(
         progress(f"Kafka already running ({cl.size} node(s), pid {pids}) on {cl.bootstrap_servers}")
         return cl
     for node in missing:
-        for port in (node.client_port, node.controller_port):
+        for port in node.ports:
             if port_in_use(kafka.HOST, port):
                 raise InfraError(
                     f"port {port} is in use by a process agentstream did not start "

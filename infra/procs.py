@@ -60,7 +60,15 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True
     # The state letter follows the parenthesised command name.
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+        return True
+    # A zombie leader may still have threads running: a JVM's main thread exits first
+    # and its other threads (shutdown hooks, the metrics HTTP server) hold its ports
+    # for a while longer. Only a zombie with no thread left is gone.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def live_pid(pid_file: Path, must_contain: str) -> int | None:

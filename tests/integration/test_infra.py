@@ -9,11 +9,14 @@ so it is not in the default run: ``pytest -m chaos tests/integration/test_infra.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import signal
 import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,9 @@ import pytest
 from infra import kafka, local
 
 BOOTSTRAP = os.environ.get("AGENTSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+DASHBOARD = (
+    Path(__file__).resolve().parents[2] / "infra" / "observability" / "grafana" / "agentstream.json"
+)
 DSN = os.environ.get(
     "AGENTSTREAM_DATABASE_URL",
     "postgresql://agentstream:agentstream@127.0.0.1:55432/agentstream",
@@ -102,6 +108,55 @@ def test_probe_says_no_kafka_on_a_port_without_one() -> None:
     first = BOOTSTRAP.split(",")[0]
     host, _, port = first.rpartition(":")
     assert kafka.api_versions_probe(host, int(port))
+
+
+def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Sample name -> [(labels, value)] of a Prometheus text page."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as page:
+        text = page.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def _requests(url: str, api: str) -> float:
+    return sum(
+        value
+        for labels, value in _scrape(url).get("kafka_network_requests_total", [])
+        if labels["request"] == api
+    )
+
+
+@pytest.mark.integration
+async def test_the_broker_serves_its_request_counters_and_the_dashboards_kafka_metrics() -> None:
+    from aiokafka import AIOKafkaClient
+
+    running = [cl for cl in map(local.kafka_cluster, kafka.SIZES) if cl.running()]
+    if not running:
+        pytest.skip("the Kafka in use was not started by `agentstream infra up`")
+    node = running[0].nodes[0]
+    before = _requests(node.metrics_url, "Metadata")
+    client = AIOKafkaClient(bootstrap_servers=node.address, request_timeout_ms=5000)
+    try:
+        await client.bootstrap()  # one Metadata request at least
+    finally:
+        await client.close()
+    assert _requests(node.metrics_url, "Metadata") > before
+
+    # Every broker metric the Grafana dashboard plots is one the exporter serves.
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    plotted = {
+        name for expr in exprs for name in re.findall(r"\b(?:kafka|process)_[a-z0-9_]+", expr)
+    }
+    assert {"kafka_network_requests_total", "kafka_network_request_time_ms"} <= plotted
+    assert plotted - set(_scrape(node.metrics_url)) == set()
 
 
 @pytest.mark.integration

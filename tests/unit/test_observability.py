@@ -70,7 +70,7 @@ def test_prometheus_scrapes_the_workers_and_the_gateway_with_the_rules() -> None
     config = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"agentstream-worker", "agentstream-gateway"}
+    assert set(jobs) == {"agentstream-worker", "agentstream-gateway", "kafka-broker"}
     assert all(job["metrics_path"] == "/metrics" for job in jobs.values())
 
 
