@@ -60,6 +60,9 @@ _CONTROLLER_PORTS = {1: (9093,), 3: (19093, 19095, 19097)}
 _METRICS_PORTS = {1: (9404,), 3: (9404, 9405, 9406)}
 JMX_EXPORTER_JAR = "jmx_prometheus_javaagent-1.0.1.jar"
 
+KAFKA_OPTS_ENV = "AGENTSTREAM_KAFKA_OPTS"
+"""Extra JVM flags for the brokers `infra up` starts, read when a node starts."""
+
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
@@ -427,12 +430,21 @@ def _jvm_options(cl: KafkaCluster, node: KafkaNode) -> list[str]:
         "-XX:MaxGCPauseMillis=20",
         "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
+        # C1 only: with C2 the broker spent 12-30 % of its CPU compiling for as long as
+        # benchmarks ran (every new topic brings new code paths), and a fresh broker ran
+        # at two thirds speed. C1's code is a little slower, but on a 2-core machine the
+        # CPU C2 takes from everyone costs more (bench_engine, interleaved A/B, 4 runs
+        # each: fresh-broker steps/s 3,217-3,257 -> 4,393-4,627; per-step p99 at half
+        # load 88-248 -> 68-103 ms; the maximum within noise). KAFKA_OPTS_ENV can undo it.
+        "-XX:TieredStopAtLevel=1",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={cl.log4j_config}",
         f"-Dkafka.logs.dir={node.dir}",
         # Prometheus metrics at node.metrics_url (see _JMX_EXPORTER).
         f"-javaagent:{cl.libs / JMX_EXPORTER_JAR}"
         f"={HOST}:{node.metrics_port}:{cl.jmx_exporter_config}",
+        # Last, so that they win: the user's own JVM flags (as KAFKA_OPTS would be).
+        *os.environ.get(KAFKA_OPTS_ENV, "").split(),
     ]
 
 
