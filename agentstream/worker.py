@@ -148,6 +148,14 @@ class Components:
         return report
 
 
+FAUST_SESSION_TIMEOUT_S = 10.0
+"""Session timeout of faust's own consumer group (the DLQ watcher's). faust closes its
+consumer's client before its coordinator, so a stopping worker never sends LeaveGroup;
+with faust's 60 s default session the next worker start waited up to a minute for the
+old member to expire (`agentstream demo` twice in a row: "ready in" 4-61 s, now 9-10 s). The
+hot-path groups use the same 10 s (``streams.consumer.group_consumer_config``)."""
+
+
 def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust.App:
     """The faust App hosting ``components`` (a service), health, metrics and the DLQ watcher."""
     kafka = components.kafka
@@ -165,6 +173,8 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
         # Our own consumers handle the hot path; faust's consumer only feeds the DLQ
         # watcher, so keep it cheap.
         broker_commit_every=100,
+        broker_session_timeout=FAUST_SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=1.0,
     )
 
     class ComponentsService(mode.Service):
