@@ -285,6 +285,7 @@ class KafkaNodeStatus:
     pid: int | None
     answering: bool
     log_file: Path
+    metrics_url: str
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,7 @@ def status() -> InfraStatus:
             node.pid(),
             kafka.api_versions_probe(kafka.HOST, node.client_port, 1.0),
             node.log_file,
+            node.metrics_url,
         )
         for node in cl.nodes
     )
@@ -379,7 +381,7 @@ def format_status(st: InfraStatus) -> str:
     for node in st.kafka_nodes:
         lines.append(
             f"  node {node.node_id}  {node.address:<16} {_state(node.pid, node.answering)}"
-            f"  log {node.log_file}"
+            f"  log {node.log_file}  metrics {node.metrics_url}"
         )
     if st.kafka_env:
         answer = "answering" if st.kafka_env_answering else "NOT answering"

@@ -79,6 +79,7 @@ def test_status_reports_both_running() -> None:
     text = local.format_status(st)
     assert "answering" in text
     assert "NOT answering" not in text
+    assert f"metrics {st.kafka_nodes[0].metrics_url}" in text
 
 
 @pytest.mark.integration
