@@ -36,6 +36,7 @@ from processors.progress import read_progress
 from processors.recovery import RecoveryStats, recover_partition
 from processors.settings import EngineSettings
 from processors.snapshots import SnapshotStore
+from processors.watchdog import nag_while, task_stack
 from schemas import Codec
 from streams.catalogue import Catalogue
 from streams.consumer import group_consumer_config
@@ -164,7 +165,10 @@ class SessionEngine:
             for p in partitions:
                 lane = self.lanes.get(p)
                 if lane is not None:
-                    async with lane.between_batches():
+                    async with (
+                        nag_while(f"revoking partition {p}", lane.stack),
+                        lane.between_batches(),
+                    ):
                         with contextlib.suppress(Exception):
                             await lane.engine.flush_snapshots()
 
@@ -173,25 +177,32 @@ class SessionEngine:
         assert consumer is not None
         async with self._lock:
             for p in [p for p in self.lanes if p not in partitions]:
-                lane = self.lanes.pop(p)
-                await lane.close()
-                await lane.engine.stop()
+                await self._drop_lane(p)
             for p in [p for p, lane in self.lanes.items() if lane.fenced]:
-                lane = self.lanes.pop(p)  # fenced: whatever it holds is stale
-                await lane.close()
-                await lane.engine.stop()
+                await self._drop_lane(p)  # fenced: whatever it holds is stale
                 if p in partitions:  # ours again: make sure it is fetched
                     with contextlib.suppress(Exception):
                         consumer.resume(self._inbox_tp(p))
+            callback = asyncio.current_task()  # aiokafka's coordinator, running us
             for p in partitions:
                 kept = self.lanes.get(p)
-                lane = kept if kept is not None else await self._recover(p)
+                if kept is not None:
+                    lane = kept
+                else:
+                    async with nag_while(f"taking partition {p}", lambda: task_stack(callback)):
+                        lane = await self._recover(p)
                 # Consume from the engine's own progress, never from the group's
                 # (advisory) offsets: a kept lane resumes after what it queued.
                 position = lane.position if lane.position is not None else 0
                 consumer.seek(self._inbox_tp(p), position)
             metrics.OWNED_PARTITIONS.set(len(self.lanes))
         self.started.set()
+
+    async def _drop_lane(self, p: int) -> None:
+        lane = self.lanes.pop(p)
+        async with nag_while(f"giving up partition {p}", lane.stack):
+            await lane.close()
+            await lane.engine.stop()
 
     def _inbox_tp(self, p: int) -> TopicPartition:
         return TopicPartition(self.catalogue.inbox.name, p)

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from processors.partition import PartitionEngine
+from processors.watchdog import task_stack
 
 Process = Callable[["Lane", list[Any]], Awaitable[None]]
 
@@ -108,6 +109,10 @@ class Lane:
                 batch = self.take()
                 if batch:
                     await self._process(self, batch)
+
+    def stack(self) -> str:
+        """Where the lane's task is suspended (for a stalled rebalance's log)."""
+        return task_stack(self._task)
 
     async def close(self) -> None:
         """Finish the batch under way, then stop."""

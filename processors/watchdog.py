@@ -1,0 +1,56 @@
+"""Say what a rebalance callback is waiting for when it takes long.
+
+A rebalance callback that does not return holds the whole consumer group: no
+member gets partitions until it rejoins. The engine's revocation waits for each
+lane's batch under way to commit, and its assignment rebuilds partitions; when
+one of them stalls, the worker's log must say where, with the suspended
+coroutine's stack, or the stall cannot be told apart from a slow broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+log = logging.getLogger(__name__)
+
+NAG_AFTER_S = 5.0
+"""Warn this long after the wait began, and as often again while it lasts."""
+
+
+def task_stack(task: asyncio.Task[object] | None, limit: int = 12) -> str:
+    """Where ``task`` is suspended, innermost frame last (one line per frame)."""
+    if task is None or task.done():
+        return "(no task under way)"
+    frames = task.get_stack(limit=limit)
+    return " <- ".join(
+        f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})"
+        for frame in reversed(frames)
+    )
+
+
+@contextlib.asynccontextmanager
+async def nag_while(
+    what: str, detail: Callable[[], str], every_s: float = NAG_AFTER_S
+) -> AsyncIterator[None]:
+    """Log a warning every ``every_s`` while the body runs, naming ``what`` and
+    ``detail()`` (e.g. a task's stack); silent when the body is quick."""
+    began = time.monotonic()
+
+    async def nag() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            log.warning(
+                "%s: still waiting after %.0f s; %s", what, time.monotonic() - began, detail()
+            )
+
+    nagger = asyncio.create_task(nag(), name=f"nag: {what}")
+    try:
+        yield
+    finally:
+        nagger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await nagger
