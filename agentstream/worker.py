@@ -39,6 +39,7 @@ from processors.pool.executor import LLMExecutor
 from processors.settings import EngineSettings, ExecutorSettings
 from processors.tool_runner import ToolRunner
 from streams.catalogue import Catalogue
+from streams.consumer import GROUP_HEARTBEAT_INTERVAL_MS, GROUP_SESSION_TIMEOUT_MS
 from streams.dlq import ERROR, ORIGIN_TOPIC, REASON, SOURCE
 from streams.settings import KafkaSettings
 
@@ -148,14 +149,6 @@ class Components:
         return report
 
 
-FAUST_SESSION_TIMEOUT_S = 10.0
-"""Session timeout of faust's own consumer group (the DLQ watcher's). faust closes its
-consumer's client before its coordinator, so a stopping worker never sends LeaveGroup;
-with faust's 60 s default session the next worker start waited up to a minute for the
-old member to expire (`agentstream demo` twice in a row: "ready in" 4-61 s, now 9-10 s). The
-hot-path groups use the same 10 s (``streams.consumer.group_consumer_config``)."""
-
-
 def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust.App:
     """The faust App hosting ``components`` (a service), health, metrics and the DLQ watcher."""
     kafka = components.kafka
@@ -173,8 +166,12 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
         # Our own consumers handle the hot path; faust's consumer only feeds the DLQ
         # watcher, so keep it cheap.
         broker_commit_every=100,
-        broker_session_timeout=FAUST_SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=1.0,
+        # faust closes its consumer's client before its coordinator, so a stopping
+        # worker never sends LeaveGroup; with faust's 60 s default session the next
+        # start waited up to a minute for the old member to expire (`agentstream demo`
+        # twice in a row: "ready in" 4-61 s, now 9 s). Time it as our own groups.
+        broker_session_timeout=GROUP_SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=GROUP_HEARTBEAT_INTERVAL_MS / 1000,
     )
 
     class ComponentsService(mode.Service):

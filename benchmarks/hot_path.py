@@ -10,12 +10,15 @@ prints the difference after it, so warm-up runs do not count.
 from __future__ import annotations
 
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from infra import kafka, local
 
 HISTOGRAMS = {
     "agentstream_engine_inbox_age_seconds": "inbox record age at decide",
@@ -98,27 +101,23 @@ def report(histograms: Histograms) -> list[str]:
 
 # ------------------------------------------------------------ broker requests per step
 
-BROKER_METRICS_URL = "http://127.0.0.1:9404/metrics"
-"""Where `agentstream infra up`'s broker serves its JMX metrics (infra.kafka)."""
 
-
-def broker_requests(url: str = BROKER_METRICS_URL) -> dict[str, float] | None:
-    """Requests the broker has handled so far, by API (all versions); None if its
-    metrics cannot be read (a broker that `infra up` did not start)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "kafka_network_requests":  # the parser drops "_total"
+def broker_requests() -> dict[str, float] | None:
+    """Requests the brokers of the running `agentstream infra up` cluster have handled
+    so far, by API; None if there is no such cluster or a node does not answer."""
+    for size in kafka.SIZES:
+        cluster = local.kafka_cluster(size)
+        if not cluster.running():
             continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                api = sample.labels["request"]
-                counts[api] = counts.get(api, 0.0) + sample.value
-    return counts
+        total: dict[str, float] = {}
+        for node in cluster.nodes:
+            counts = node.request_counts()
+            if counts is None:
+                return None
+            for api, n in counts.items():
+                total[api] = total.get(api, 0.0) + n
+        return total
+    return None
 
 
 def requests_report(
@@ -126,7 +125,7 @@ def requests_report(
 ) -> str:
     """The broker's requests per step between two :func:`broker_requests` readings."""
     if before is None or after is None or steps <= 0:
-        return f"    broker requests: not measured (no metrics at {BROKER_METRICS_URL})"
+        return "    broker requests: not measured (no broker started by `agentstream infra up`)"
     # FetchConsumer is counted under Fetch as well; Verification is the broker's own call.
     skip = {"Fetch", "AddPartitionsToTxnVerification"}
     delta = {api: n - before.get(api, 0.0) for api, n in after.items() if api not in skip}
@@ -149,6 +148,27 @@ def _cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_groups(pid: int) -> dict[str, float]:
+    """CPU seconds of ``pid``'s threads so far, by thread name with numbers dropped
+    ("C2 CompilerThread0" and "C1 CompilerThread1" -> "CN CompilerThread")."""
+    groups: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return groups
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = re.sub(r"\d+", "N", f.read().strip()).rstrip("-_#N ")
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        groups[name] = groups.get(name, 0.0) + seconds
+    return groups
 
 
 def _pids_by_role(worker_pids: Sequence[int]) -> dict[str, list[int]]:
@@ -185,6 +205,7 @@ class CpuSplit:
 
     roles: dict[str, list[int]] = field(default_factory=dict)
     _start: dict[int, float] = field(default_factory=dict)
+    _broker_threads: dict[str, float] = field(default_factory=dict)
     _started_at: float = 0.0
 
     def start(self, worker_pids: Sequence[int]) -> None:
@@ -195,7 +216,15 @@ class CpuSplit:
             for pid in pids
             if (cpu := _cpu_seconds(pid)) is not None
         }
+        self._broker_threads = self._broker_thread_groups()
         self._started_at = time.monotonic()
+
+    def _broker_thread_groups(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for pid in self.roles.get("kafka broker", []):
+            for name, seconds in _thread_groups(pid).items():
+                total[name] = total.get(name, 0.0) + seconds
+        return total
 
     def report(self, steps: int) -> str:
         """Cores used per kind of process, and CPU per step of all of them."""
@@ -210,7 +239,16 @@ class CpuSplit:
             used[role] = total
         parts = ", ".join(f"{role} {seconds / wall:.2f}" for role, seconds in used.items())
         per_step = sum(used.values()) / steps * 1e6 if steps else float("nan")
+        # Which broker threads: request handling ("data-plane-kafk"), the JIT
+        # compilers ("CN CompilerThre"), GC, the transaction marker sender, ...
+        threads = {
+            name: seconds - self._broker_threads.get(name, 0.0)
+            for name, seconds in self._broker_thread_groups().items()
+        }
+        busiest = sorted(threads.items(), key=lambda kv: -kv[1])[:4]
+        broker = ", ".join(f"{name} {seconds / wall:.2f}" for name, seconds in busiest)
         return (
             f"    cores used ({os.cpu_count()} on this machine): {parts};"
-            f" {per_step:,.0f} µs of CPU per step in all"
+            f" {per_step:,.0f} µs of CPU per step in all\n"
+            f"    broker threads, cores: {broker or 'no broker found'}"
         )

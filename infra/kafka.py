@@ -28,10 +28,13 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.procs import (
     InfraError,
@@ -105,6 +108,22 @@ class KafkaNode:
     @property
     def ports(self) -> tuple[int, int, int]:
         return (self.client_port, self.controller_port, self.metrics_port)
+
+    def request_counts(self) -> dict[str, float] | None:
+        """Requests this node has handled so far, by API (all versions summed), from
+        its exporter's ``kafka_network_requests_total``; None if it does not answer."""
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as page:
+                text = page.read().decode()
+        except OSError:
+            return None
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "kafka_network_requests_total":
+                    api = sample.labels["request"]
+                    counts[api] = counts.get(api, 0.0) + sample.value
+        return counts
 
     def pid(self) -> int | None:
         """The broker's pid if it runs (checked against its own server.properties)."""

@@ -47,6 +47,12 @@ def consumer_config(
     return config
 
 
+GROUP_SESSION_TIMEOUT_MS = 10_000
+"""How soon a group forgets a member that stopped heartbeating (crashed, or left
+without a LeaveGroup): the time its partitions stand still."""
+GROUP_HEARTBEAT_INTERVAL_MS = 1_000
+
+
 def group_consumer_config(
     settings: KafkaSettings, group_id: str, **overrides: Any
 ) -> dict[str, Any]:
@@ -60,8 +66,8 @@ def group_consumer_config(
         settings,
         group_id=group_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
+        session_timeout_ms=GROUP_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=GROUP_HEARTBEAT_INTERVAL_MS,
     )
     config.update(overrides)
     return config
