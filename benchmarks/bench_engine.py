@@ -56,16 +56,16 @@ from agentstream.process_tuning import (
     install_event_loop_policy,
     tune_gc,
 )
-from agentstream.workers import start_worker, wait_until_owned
+from agentstream.worker_processes import start_worker, wait_until_owned
 from benchmarks import hot_path
-from processors.agents import load_agents
+from processors.agents.loader import load_agents
 from processors.core import decode_state, encode_state, evolve, rebuild
-from processors.pool.executor import LLMExecutor
-from processors.recovery import recover_partition
-from processors.session_cache import SessionCache
+from processors.engine.recovery import recover_partition
+from processors.engine.session_cache import SessionCache
+from processors.engine.snapshot_store import SnapshotStore
+from processors.executors.llm_executor import LLMExecutor
 from processors.settings import DEFAULT_DATABASE_URL, ExecutorSettings
-from processors.sim_loop import InlineRuntime
-from processors.snapshots import SnapshotStore
+from processors.testing.inline_runtime import InlineRuntime
 from schemas import Codec
 from streams.admin import delete_topics, ensure_topics, require_ok
 from streams.catalogue import Catalogue

@@ -44,12 +44,12 @@ import aiohttp
 import asyncpg
 import httpx
 
-from processors.agents import AgentCatalog, EndpointConfig, ModelConfig, builtin_catalog
-from processors.llm_types import ChatMessage, LLMRequest, prompt_hash
-from processors.pool import CallContext, LLMPool, PoolSettings
-from processors.pool.cache import PostgresCache
-from processors.pool.executor import LLMExecutor
-from processors.pool.http import Timeouts
+from processors.agents.catalog import AgentCatalog, EndpointConfig, ModelConfig, builtin_catalog
+from processors.agents.model_types import ChatMessage, LLMRequest, prompt_hash
+from processors.executors.llm_executor import LLMExecutor
+from processors.executors.pool import CallContext, LLMPool, PoolSettings
+from processors.executors.pool.cache import PostgresCache
+from processors.executors.pool.http import Timeouts
 from processors.settings import DEFAULT_DATABASE_URL, ExecutorSettings
 from streams.admin import delete_topics, ensure_topics, require_ok
 from streams.catalogue import Catalogue

@@ -34,8 +34,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.gateway.testkit import database_url
-from processors.agents import load_agents
-from processors.sim_loop import InlineRuntime
+from processors.agents.loader import load_agents
+from processors.testing.inline_runtime import InlineRuntime
 from projections.db import create_engine, raw_connection
 from projections.migrate import upgrade
 from projections.projector import Projector

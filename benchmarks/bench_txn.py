@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from agentstream.process_tuning import install_event_loop_policy
-from processors.progress import HEADER_TYPE, Progress
+from processors.engine.inbox_progress import HEADER_TYPE, Progress
 from streams.admin import delete_topics, ensure_topics, require_ok
 from streams.catalogue import Catalogue
 from streams.settings import KafkaSettings

@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 
 from benchmarks.bench_txn import engine_like_producer, send_progress
 from benchmarks.hot_path import broker_cpu_seconds
-from processors.progress import HEADER_TYPE, Progress
+from processors.engine.inbox_progress import HEADER_TYPE, Progress
 from streams.admin import delete_topics, ensure_topics, require_ok
 from streams.catalogue import Catalogue
 from streams.settings import KafkaSettings

@@ -24,11 +24,11 @@ if __package__ in (None, ""):
 
 import faust
 
-from processors.agents import load_agents
+from processors.agents.loader import load_agents
+from processors.agents.model_types import LLMRequest, llm_result_record
+from processors.agents.sim_model import SimulatedModel
+from processors.agents.tools import run_tool, tool_result_record
 from processors.core import SessionState, decide
-from processors.llm_types import LLMRequest, llm_result_record
-from processors.sim import SimulatedModel
-from processors.tools import run_tool, tool_result_record
 from schemas import Codec
 from streams.catalogue import Catalogue
 from streams.settings import KafkaSettings

@@ -158,7 +158,8 @@ class Catalogue:
         )
         # Where each engine transaction records how far it consumed its inbox
         # partition (key: the partition number), in the same transaction as its
-        # events; see processors/progress.py. Compacted: only the newest per key counts.
+        # events; see processors/engine/inbox_progress.py. Compacted: only the newest
+        # per key counts.
         self.engine_progress = spec(
             "engine-progress",
             retention_ms=FOREVER,

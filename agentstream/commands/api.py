@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from agentstream.gateway import Gateway, GatewaySettings, build_app
-    from processors.agents import AgentsFileError, load_agents
+    from processors.agents.catalog import AgentsFileError
+    from processors.agents.loader import load_agents
     from projections.migrate import upgrade
     from streams.admin import ensure_topics, require_ok
     from streams.catalogue import Catalogue

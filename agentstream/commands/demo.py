@@ -39,7 +39,7 @@ def _say(message: str) -> None:
 @guarded
 def run(args: argparse.Namespace) -> int:
     from agentstream.loadgen import run_sessions
-    from agentstream.workers import start_worker, wait_until_owned
+    from agentstream.worker_processes import start_worker, wait_until_owned
     from infra.local import InfraError, ensure_up, home
     from streams.admin import ensure_topics, require_ok
     from streams.catalogue import Catalogue

@@ -3,7 +3,7 @@
 ``--session ID`` rebuilds one session (reading only its partition) and prints
 its state as JSON. Without it, every session of the chosen partitions (default:
 all) is rebuilt and checked; progress goes to stderr, each problem and a summary
-to stdout as JSON lines. The checks (processors/log_audit.py): contiguous seq,
+to stdout as JSON lines. The checks (processors/engine/log_audit.py): contiguous seq,
 no event id twice, one terminal event and nothing after it, no call with two
 results, and each session's Postgres snapshot equal to the fold of its log at
 the snapshot's seq (``--no-snapshots`` skips Postgres). Exit 1 on any problem.
@@ -24,7 +24,7 @@ from typing import Any
 
 from agentstream.commands.topics import add_kafka_arguments, guarded, settings_from_args
 from processors.core import SessionState
-from processors.log_audit import LogAuditor, LoggedEvent, SessionAudit
+from processors.engine.log_audit import LogAuditor, LoggedEvent, SessionAudit
 from streams.settings import KafkaSettings
 
 
@@ -71,8 +71,8 @@ async def _snapshots(
     database_url: str, stream: str, partition: int, session_id: str | None
 ) -> dict[str, SessionState]:
     from processors.core import decode_state
+    from processors.engine.snapshot_store import SnapshotStore
     from processors.postgres import create_pool
-    from processors.snapshots import SnapshotStore
 
     connection_pool = await create_pool(database_url, min_size=1, max_size=1)
     try:

@@ -45,9 +45,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agentstream.worker import Components, run_worker
+    from agentstream.worker_app import Components, run_worker
     from infra.local import home
-    from processors.agents import AgentsFileError, load_agents
+    from processors.agents.catalog import AgentsFileError
+    from processors.agents.loader import load_agents
     from streams.admin import ensure_topics, require_ok
     from streams.catalogue import Catalogue
 

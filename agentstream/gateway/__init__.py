@@ -18,7 +18,8 @@ Part of the composition root (it may import every package). The modules::
     testkit      run a gateway in-process on a free port (tests, benchmarks, users' tests)
 """
 
-from agentstream.gateway.app import Gateway, build_app
+from agentstream.gateway.app import build_app
+from agentstream.gateway.context import Gateway
 from agentstream.gateway.settings import GatewaySettings
 
 __all__ = ["Gateway", "GatewaySettings", "build_app"]

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from agentstream.gateway import metrics
-from agentstream.gateway.app import Gateway, json_response
+from agentstream.gateway.context import Gateway, json_response
 from agentstream.gateway.errors import ApiError, invalid, not_found
 from agentstream.gateway.idempotency import Answer, check_key, fingerprint
 from agentstream.gateway.requests import (

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from agentstream.gateway.app import Gateway, json_response
+from agentstream.gateway.context import Gateway, json_response
 from agentstream.gateway.openapi import openapi_document
 
 CHECK_TIMEOUT_S = 2.0

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from agentstream.gateway.app import Gateway, json_response
+from agentstream.gateway.context import Gateway, json_response
 from agentstream.gateway.errors import invalid, not_found
 from agentstream.gateway.requests import SESSION_ID
 from projections.cursors import CursorError

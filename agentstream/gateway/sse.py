@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agentstream.gateway.app import Gateway
+from agentstream.gateway.context import Gateway
 from agentstream.gateway.errors import invalid, not_found, retry_later
 from agentstream.gateway.metrics import SSE_STREAMS
 from agentstream.gateway.requests import SESSION_ID

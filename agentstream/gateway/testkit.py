@@ -22,9 +22,11 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from agentstream.gateway.app import Gateway, build_app
+from agentstream.gateway.app import build_app
+from agentstream.gateway.context import Gateway
 from agentstream.gateway.settings import GatewaySettings
-from processors.agents import AgentCatalog, load_agents
+from processors.agents.catalog import AgentCatalog
+from processors.agents.loader import load_agents
 from projections.settings import DEFAULT_DATABASE_URL
 from streams.consumer import end_offsets
 from streams.settings import KafkaSettings
@@ -84,7 +86,7 @@ async def workers(
     roles: Sequence[str] = ("engine", "llm", "tools"),
 ) -> AsyncIterator[object]:
     """The session engine and executors in this process; the engine owns every partition."""
-    from agentstream.worker import Components
+    from agentstream.worker_app import Components
     from processors.settings import EngineSettings
 
     components = Components.build(

@@ -26,7 +26,7 @@ from processors.core.loop import Step, seconds
 from processors.core.state import TIMER_KINDS, Decision, SessionState
 
 if TYPE_CHECKING:
-    from processors.agents import AgentCatalog
+    from processors.agents.catalog import AgentCatalog
 
 
 def _start(s: Step) -> Decision:

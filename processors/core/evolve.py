@@ -19,8 +19,8 @@ from dataclasses import fields, replace
 from operator import attrgetter
 from typing import Any
 
+from processors.agents.model_types import ChatMessage, ToolCall
 from processors.core.state import PendingLLM, PendingTool, SessionState, Status
-from processors.llm_types import ChatMessage, ToolCall
 
 DEFAULT_TIMEOUTS_MS: Mapping[str, int] = {"llm": 120_000, "tool": 60_000, "approval": 86_400_000}
 

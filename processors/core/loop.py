@@ -15,12 +15,12 @@ import hashlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from processors.agents.model_types import ChatMessage, ToolCall, prompt_hash_of_records
 from processors.core.evolve import evolve
 from processors.core.state import Decision, Record, SessionState, WorkItem
-from processors.llm_types import ChatMessage, ToolCall, prompt_hash_of_records
 
 if TYPE_CHECKING:
-    from processors.agents import AgentCatalog, AgentConfig
+    from processors.agents.catalog import AgentCatalog, AgentConfig
 
 NAMESPACE = uuid.UUID("6f1c5e0e-7d0b-5b7e-9a43-0c1f2a4c3e11")
 """uuid5 namespace of every id the core derives (event, work item and LLM call ids)."""

@@ -22,8 +22,8 @@ import json
 import zlib
 from typing import Any
 
+from processors.agents.model_types import ChatMessage, ToolCall
 from processors.core.state import TERMINAL_STATUSES, PendingLLM, PendingTool, SessionState
-from processors.llm_types import ChatMessage, ToolCall
 
 FORMAT_JSON = 1
 FORMAT_ZLIB_JSON = 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from processors.llm_types import ChatMessage
+from processors.agents.model_types import ChatMessage
 
 Record = tuple[str, dict[str, Any]]
 """(Avro record name, Avro-ready dict fitting ``schemas/avsc/<name>.avsc``)."""

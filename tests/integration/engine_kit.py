@@ -13,8 +13,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from agentstream.worker import Components
-from processors.agents import AgentCatalog, load_agents
+from agentstream.worker_app import Components
+from processors.agents.catalog import AgentCatalog
+from processors.agents.loader import load_agents
 from processors.settings import EngineSettings
 from schemas import TERMINAL_EVENT_NAMES, Codec, command_from_json
 from streams.catalogue import Catalogue

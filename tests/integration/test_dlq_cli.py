@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentstream.cli import main as cli
-from processors.agents import load_agents
+from processors.agents.loader import load_agents
 from streams.catalogue import Catalogue
 from tests.integration.engine_kit import (
     kafka_settings,

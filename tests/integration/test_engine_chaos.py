@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agentstream.loadgen import run_sessions
-from agentstream.workers import WorkerProcess, start_worker, wait_until_owned
+from agentstream.worker_processes import WorkerProcess, start_worker, wait_until_owned
 from schemas import TERMINAL_EVENT_NAMES
 from streams.catalogue import Catalogue
 from tests.integration.engine_kit import check_invariants, kafka_settings, read_topic

@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from processors.agents import load_agents
+from processors.agents.loader import load_agents
 from processors.core import rebuild
-from processors.partition import OpenTransaction, PartitionEngine, PreparedBatch
-from processors.progress import read_progress
+from processors.engine.inbox_progress import read_progress
+from processors.engine.partition import OpenTransaction, PartitionEngine, PreparedBatch
 from processors.settings import DEFAULT_DATABASE_URL, EngineSettings
 from streams.catalogue import Catalogue
 from streams.consumer import end_offsets

@@ -13,9 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerClosed
 
-from agentstream.worker import Components
-from processors.agents import load_agents
-from processors.executors import WorkExecutor
+from agentstream.worker_app import Components
+from processors.agents.loader import load_agents
+from processors.executors.work_executor import WorkExecutor
 from streams.catalogue import Catalogue
 from tests.integration.engine_kit import kafka_settings, read_topic
 

@@ -28,7 +28,7 @@ from agentstream.gateway.testkit import (
     serving,
     workers,
 )
-from processors.agents import DEMO_AGENT, AgentCatalog, builtin_catalog
+from processors.agents.catalog import DEMO_AGENT, AgentCatalog, builtin_catalog
 from streams.admin import delete_topics, ensure_topics, require_ok
 from streams.catalogue import Catalogue
 from streams.settings import KafkaSettings

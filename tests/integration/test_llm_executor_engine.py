@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.agents import (
+from processors.agents.catalog import (
     AgentCatalog,
     AgentConfig,
     EndpointConfig,
@@ -26,10 +26,10 @@ from processors.agents import (
     ToolConfig,
     builtin_catalog,
 )
-from processors.pool import PoolSettings
-from processors.pool.executor import LLMExecutor
+from processors.agents.tools import RegisteredTool
+from processors.executors.llm_executor import LLMExecutor
+from processors.executors.pool import PoolSettings
 from processors.settings import ExecutorSettings
-from processors.tools import RegisteredTool
 from streams.catalogue import Catalogue
 from streams.settings import KafkaSettings
 from tests.integration.engine_kit import (

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from processors.agents import (
+from processors.agents.catalog import (
     AgentCatalog,
     AgentConfig,
     EndpointConfig,
@@ -23,9 +23,9 @@ from processors.agents import (
     Prices,
     builtin_catalog,
 )
-from processors.llm_types import ChatMessage, prompt_hash
-from processors.pool import PoolSettings
-from processors.pool.executor import LLMExecutor
+from processors.agents.model_types import ChatMessage, prompt_hash
+from processors.executors.llm_executor import LLMExecutor
+from processors.executors.pool import PoolSettings
 from streams.catalogue import Catalogue
 from streams.partitioner import session_partition
 from tests.integration.engine_kit import Log, kafka_settings, produce, read_topic

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from processors.agents import AgentCatalog, EndpointConfig, ModelConfig, builtin_catalog
-from processors.llm_types import ChatMessage, LLMRequest
-from processors.pool import CallContext, LLMPool, PoolSettings
-from processors.pool.cache import PostgresCache
+from processors.agents.catalog import AgentCatalog, EndpointConfig, ModelConfig, builtin_catalog
+from processors.agents.model_types import ChatMessage, LLMRequest
+from processors.executors.pool import CallContext, LLMPool, PoolSettings
+from processors.executors.pool.cache import PostgresCache
 from processors.settings import DEFAULT_DATABASE_URL
 from tests.pool_servers import FakeModelServer, Reply
 

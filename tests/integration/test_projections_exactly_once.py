@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentstream.gateway.settings import GatewaySettings
 from agentstream.gateway.testkit import database_url, eventually, serving, workers
-from processors.agents import DEMO_AGENT, AgentCatalog, builtin_catalog
+from processors.agents.catalog import DEMO_AGENT, AgentCatalog, builtin_catalog
 from processors.core import SessionState, rebuild
-from processors.sim_loop import InlineRuntime
+from processors.testing.inline_runtime import InlineRuntime
 from projections.db import create_engine
 from projections.migrate import upgrade
 from projections.projector import Projector

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from processors.agents import (
+from processors.agents.catalog import (
     AGENTS_ENV,
     AgentsFileError,
     Prices,
     builtin_catalog,
-    load_agents,
 )
+from processors.agents.loader import load_agents
 
 GOOD = """
 models:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import inspect
 
 import processors.core as core
-from processors import agents, llm_types, sim, sim_loop, tools
+from processors.agents import catalog as agents
+from processors.agents import loader, tools
+from processors.agents import model_types as llm_types
+from processors.agents import sim_model as sim
+from processors.testing import inline_runtime as sim_loop
 
 
 def test_core_exports() -> None:
@@ -67,7 +71,8 @@ def test_core_signatures() -> None:
 def test_neighbour_modules_export_what_the_runtime_uses() -> None:
     for module, names in (
         (agents, ["AgentCatalog", "AgentConfig", "ModelConfig", "EndpointConfig", "ToolConfig",
-                  "AgentsFileError", "load_agents", "builtin_catalog", "Prices", "Budget"]),
+                  "AgentsFileError", "builtin_catalog", "Prices", "Budget"]),
+        (loader, ["load_agents", "parse_agents_file"]),
         (llm_types, ["LLMRequest", "LLMResponse", "ChatMessage", "ToolCall", "ToolSpec",
                      "ModelError", "prompt_hash", "llm_result_record"]),
         (sim, ["SimulatedModel", "LatencyModel", "ModelError"]),

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from processors.agents import AgentCatalog, AgentConfig, Budget, builtin_catalog
+from processors.agents.catalog import AgentCatalog, AgentConfig, Budget, builtin_catalog
 from processors.core import Decision, Record, SessionState, decide, rebuild
 from schemas import TERMINAL_EVENT_NAMES, Codec
 

@@ -7,7 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from processors.agents import AgentCatalog, builtin_catalog
+from processors.agents.catalog import AgentCatalog, builtin_catalog
+from processors.agents.model_types import LLMRequest, prompt_hash
+from processors.agents.sim_model import SimulatedModel
+from processors.agents.tools import builtin_registry
 from processors.core import (
     EventOrderError,
     decide,
@@ -16,10 +19,7 @@ from processors.core import (
     timer_command,
     timers_of,
 )
-from processors.llm_types import LLMRequest, prompt_hash
-from processors.sim import SimulatedModel
-from processors.sim_loop import InlineRuntime
-from processors.tools import builtin_registry
+from processors.testing.inline_runtime import InlineRuntime
 from tests.unit.test_core_kit import CATALOG, CODEC, Script, Session, check_log
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.agents.model_types import ChatMessage, ToolCall
 from processors.core import (
     PendingLLM,
     PendingTool,
@@ -19,7 +20,6 @@ from processors.core import (
     encode_state,
     rebuild,
 )
-from processors.llm_types import ChatMessage, ToolCall
 from tests.unit.test_core_kit import Script, Session
 
 text = st.text(max_size=30)  # includes lone surrogates and every plane

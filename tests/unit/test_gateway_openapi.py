@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from agentstream.gateway.app import Gateway, build_app
+from agentstream.gateway.app import build_app
+from agentstream.gateway.context import Gateway
 from agentstream.gateway.openapi import openapi_document
 from agentstream.gateway.settings import GatewaySettings
-from processors.agents import load_agents
+from processors.agents.loader import load_agents
 from streams.settings import KafkaSettings
 
 

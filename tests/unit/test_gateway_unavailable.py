@@ -6,9 +6,10 @@ from aiohttp.test_utils import make_mocked_request
 from aiohttp.web import Application
 
 from agentstream.gateway import read_api
-from agentstream.gateway.app import GATEWAY, Gateway, route
+from agentstream.gateway.app import route
+from agentstream.gateway.context import GATEWAY, Gateway
 from agentstream.gateway.settings import GatewaySettings
-from processors.agents import load_agents
+from processors.agents.loader import load_agents
 from streams.settings import KafkaSettings
 
 NOWHERE = "postgresql://nobody:nothing@127.0.0.1:1/none"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from processors.agents import load_agents
-from processors.log_audit import LoggedEvent, audit_sessions
-from processors.sim_loop import InlineRuntime
+from processors.agents.loader import load_agents
+from processors.engine.log_audit import LoggedEvent, audit_sessions
+from processors.testing.inline_runtime import InlineRuntime
 
 
 async def _logs(count: int) -> tuple[list[LoggedEvent], InlineRuntime]:

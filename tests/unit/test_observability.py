@@ -17,11 +17,11 @@ from prometheus_client import REGISTRY
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "infra" / "observability"
 METRIC_MODULES = (
     "processors.metrics",
-    "processors.pool.metrics",
+    "processors.executors.pool.metrics",
     "agentstream.gateway.metrics",
     "agentstream.gateway.limits",
     "agentstream.process_tuning",
-    "agentstream.worker",
+    "agentstream.worker_app",
     "projections.projector",
 )
 NAME = re.compile(r"\bagentstream_[a-z0-9_]+")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.offsets import PartitionProgress
+from processors.executors.commit_offsets import PartitionProgress
 
 
 def test_commits_only_up_to_the_lowest_unfinished() -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.agents import AgentsFileError, builtin_catalog, load_agents
+from processors.agents.catalog import AgentsFileError, builtin_catalog
+from processors.agents.loader import load_agents
 
 
 def _write(tmp_path: Path, body: str) -> str:

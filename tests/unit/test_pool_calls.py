@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 
-from processors.agents import AgentCatalog, EndpointConfig, ModelConfig, Prices, builtin_catalog
-from processors.llm_types import ChatMessage, LLMRequest
-from processors.pool import (
+from processors.agents.catalog import (
+    AgentCatalog,
+    EndpointConfig,
+    ModelConfig,
+    Prices,
+    builtin_catalog,
+)
+from processors.agents.model_types import ChatMessage, LLMRequest
+from processors.executors.pool import (
     CallContext,
     LLMPool,
     PoolError,
@@ -20,7 +26,7 @@ from processors.pool import (
     ShedError,
     TenantLimits,
 )
-from processors.pool.breaker import CircuitBreaker
+from processors.executors.pool.breaker import CircuitBreaker
 from tests.pool_servers import FakeModelServer, Hang, Raw, Reply, Status
 
 QUICK: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "seed": 7}
@@ -359,7 +365,7 @@ async def test_batch_lane_micro_batches_the_simulated_model() -> None:
 
 
 async def test_sim_failures_go_through_the_retry_layer() -> None:
-    from processors.sim import SimulatedModel
+    from processors.agents.sim_model import SimulatedModel
 
     pool = LLMPool(
         builtin_catalog(),

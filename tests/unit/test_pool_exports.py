@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import processors.pool
+import processors.executors.pool
 
 
 def test_public_surface() -> None:
-    assert sorted(processors.pool.__all__) == [
+    assert sorted(processors.executors.pool.__all__) == [
         "CallContext",
         "LLMPool",
         "PoolConfigError",
@@ -18,12 +18,14 @@ def test_public_surface() -> None:
         "ShedError",
         "TenantLimits",
     ]
-    for name in processors.pool.__all__:
-        assert getattr(processors.pool, name).__module__.startswith("processors.pool.")
+    for name in processors.executors.pool.__all__:
+        assert getattr(processors.executors.pool, name).__module__.startswith(
+            "processors.executors.pool."
+        )
 
 
 def test_pool_errors_are_model_errors() -> None:
-    from processors.llm_types import ModelError
+    from processors.agents.model_types import ModelError
 
     for error in ("PoolError", "ProviderError", "ShedError"):
-        assert issubclass(getattr(processors.pool, error), ModelError)
+        assert issubclass(getattr(processors.executors.pool, error), ModelError)

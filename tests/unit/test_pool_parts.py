@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from processors.llm_types import ChatMessage, LLMRequest, LLMResponse, ModelError
-from processors.pool.admission import Admission, TokenBucket
-from processors.pool.balance import LeastInflight, RoundRobin, Weighted, make_strategy
-from processors.pool.batching import MicroBatcher
-from processors.pool.breaker import CircuitBreaker
-from processors.pool.cache import L1Cache, cache_key, decode_response, encode_response
-from processors.pool.errors import ShedError
-from processors.pool.http import retry_after, split_lines, sse_events
-from processors.pool.settings import PoolSettings
+from processors.agents.model_types import ChatMessage, LLMRequest, LLMResponse, ModelError
+from processors.executors.pool.admission import Admission, TokenBucket
+from processors.executors.pool.balance import LeastInflight, RoundRobin, Weighted, make_strategy
+from processors.executors.pool.batching import MicroBatcher
+from processors.executors.pool.breaker import CircuitBreaker
+from processors.executors.pool.cache import L1Cache, cache_key, decode_response, encode_response
+from processors.executors.pool.errors import ShedError
+from processors.executors.pool.http import retry_after, split_lines, sse_events
+from processors.executors.pool.settings import PoolSettings
 
 
 class Clock:
@@ -206,7 +206,7 @@ def test_l1_is_an_lru_with_ttl() -> None:
 
 
 def test_cached_responses_round_trip() -> None:
-    from processors.llm_types import ToolCall
+    from processors.agents.model_types import ToolCall
 
     response = LLMResponse(
         None, (ToolCall("c", "calc", '{"x":1}'),), 5, 6, 1, "tool_calls", "openai/m"

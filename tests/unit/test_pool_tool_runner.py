@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from processors.agents import AgentCatalog, AgentConfig, ToolConfig, builtin_catalog
-from processors.tool_runner import Sandbox, ToolRunner, ToolRunnerSettings, isolated
-from processors.tools import RegisteredTool, ToolError
+from processors.agents.catalog import AgentCatalog, AgentConfig, ToolConfig, builtin_catalog
+from processors.agents.tools import RegisteredTool, ToolError
+from processors.executors.tool_runner import Sandbox, ToolRunner, ToolRunnerSettings, isolated
 
 CALLS: list[str] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.progress import Progress, ProgressError
+from processors.engine.inbox_progress import Progress, ProgressError
 
 
 def test_a_progress_record_round_trips_and_is_keyed_by_partition() -> None:

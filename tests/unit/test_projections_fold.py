@@ -19,9 +19,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.agents import DEMO_AGENT, AgentCatalog, builtin_catalog
+from processors.agents.catalog import DEMO_AGENT, AgentCatalog, builtin_catalog
 from processors.core import SessionState, rebuild
-from processors.sim_loop import InlineRuntime
+from processors.testing.inline_runtime import InlineRuntime
 from projections.fold import BatchFold, PoisonEvent, SessionRow
 
 GATED = replace(DEMO_AGENT, name="gated", approval=frozenset({"calculator"}))

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from processors.agents import EndpointConfig
-from processors.llm_types import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec
-from processors.pool.errors import PoolConfigError, ProviderError
-from processors.pool.http import Timeouts, Transport, make_transport
-from processors.pool.providers import Provider, SimProvider, build_provider
-from processors.sim import SimulatedModel
+from processors.agents.catalog import EndpointConfig
+from processors.agents.model_types import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec
+from processors.agents.sim_model import SimulatedModel
+from processors.executors.pool.errors import PoolConfigError, ProviderError
+from processors.executors.pool.http import Timeouts, Transport, make_transport
+from processors.executors.pool.providers import Provider, SimProvider, build_provider
 from tests.pool_servers import Drop, FakeModelServer, Hang, Raw, Reply, Status
 
 CALC = ToolSpec(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from processors.llm_types import (
+from processors.agents.model_types import (
     ChatMessage,
     LLMRequest,
     LLMResponse,
@@ -15,8 +15,8 @@ from processors.llm_types import (
     ToolCall,
     llm_result_record,
 )
-from processors.sim import LatencyModel, SimulatedModel
-from processors.tools import builtin_registry
+from processors.agents.sim_model import LatencyModel, SimulatedModel
+from processors.agents.tools import builtin_registry
 from schemas import Codec
 
 TOOLS = tuple(tool.spec for tool in builtin_registry())

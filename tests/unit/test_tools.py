@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import pytest
 
-from processors.tools import (
+from processors.agents.tools import (
     ToolError,
     ToolOutcome,
     ToolRegistry,

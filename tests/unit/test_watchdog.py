@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from processors.watchdog import nag_while, task_stack
+from processors.engine.watchdog import nag_while, task_stack
 
 
 async def _stuck_in_commit(gate: asyncio.Event) -> None:
@@ -20,7 +20,7 @@ async def test_a_long_wait_is_logged_with_where_the_task_is_suspended(
     gate = asyncio.Event()
     task = asyncio.create_task(_stuck_in_commit(gate))
     await asyncio.sleep(0)
-    with caplog.at_level(logging.WARNING, logger="processors.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="processors.engine.watchdog"):
         async with nag_while("revoking partition 3", lambda: task_stack(task), every_s=0.02):
             await asyncio.sleep(0.07)
     gate.set()
@@ -32,7 +32,7 @@ async def test_a_long_wait_is_logged_with_where_the_task_is_suspended(
 
 
 async def test_a_quick_wait_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="processors.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="processors.engine.watchdog"):
         async with nag_while("revoking partition 0", lambda: "x", every_s=0.5):
             await asyncio.sleep(0)
     assert caplog.records == []

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentstream.worker import Components, build_app
-from processors.agents import builtin_catalog
+from agentstream.worker_app import Components, build_app
+from processors.agents.catalog import builtin_catalog
 from streams.consumer import group_consumer_config
 from streams.settings import KafkaSettings
 
