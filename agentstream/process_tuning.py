@@ -5,8 +5,8 @@ Both were measured, not guessed (``bench_engine``, 2 vCPU):
 * The cyclic garbage collector. A worker holds tens of thousands of live
   session states; CPython's full (generation 2) collection walks every one of
   them, and with the default thresholds (700, 10, 10) it ran often enough to
-  take 44 % of a partition replay's CPU time (py-spy; replay went from 46,000
-  to 78,000 events/s with full collections made rare) and to stop the whole
+  dominate a partition replay's CPU time (py-spy; ``bench_engine replay``
+  measures it, docs/benchmarks.md) and to stop the whole
   event loop for tens of milliseconds at a time under load. Session states are
   acyclic (frozen dataclasses of tuples and strings) and are freed by reference
   counting alone, so collecting cycles less often costs little memory.

@@ -1,6 +1,6 @@
 """The agentstream worker: a faust-streaming App hosting the engine and executors.
 
-faust is the chassis (ARCHITECTURE.md, "Where faust-streaming fits"): the App
+faust is the chassis (docs/architecture.md, "Where faust fits"): the App
 and its service lifecycle, signal handling, the web server for ``/healthz``
 and ``/metrics``, and low-volume agents (here: the DLQ watcher). The per-event
 hot path does not run through faust: the session engine and the executors are
@@ -177,8 +177,8 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
     class ComponentsService(mode.Service):
         async def on_start(self) -> None:
             # faust leaves the root logger at DEBUG and filters in its handler, so
-            # every aiokafka debug call built a LogRecord (5 % of a busy worker's
-            # CPU, measured with py-spy). Filter at the loggers instead.
+            # every aiokafka debug call built a LogRecord (visible in py-spy profiles
+            # of a busy worker). Filter at the loggers instead.
             level = logging.getLogger().getEffectiveLevel()
             handler_levels = [h.level for h in logging.getLogger().handlers] or [level]
             for name in ("aiokafka", "faust", "mode", "processors", "agentstream"):

@@ -16,26 +16,20 @@ never silently deletes data. Only one size can run at a time (they share 9092).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import hashlib
-import logging
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
-import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.kafka_jars import require_java
 from infra.procs import (
     InfraError,
     Progress,
@@ -43,13 +37,10 @@ from infra.procs import (
     pid_alive,
     rotate_log,
     run,
-    tail,
     wait_gone,
 )
 
-KAFKA_VERSION = "4.1.1"
 HOST = "127.0.0.1"
-POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 # The broker process is recognised by this in its command line (pid reuse guard).
 MAIN_CLASS = "kafka.Kafka"
 SIZES = (1, 3)
@@ -182,86 +173,6 @@ def cluster(root: Path, size: int) -> KafkaCluster:
         )
     )
     return KafkaCluster(root, size, nodes)
-
-
-# --------------------------------------------------------------------------- jars
-
-
-def _pom_digest() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
-
-
-def ensure_jars(root: Path, progress: Progress) -> Path:
-    """Fetch the broker jars with Maven once; later calls return the cached folder.
-
-    The jars are copied into a temporary folder and renamed into place only when mvn
-    succeeds, and a stamp holds the pom's digest, so an interrupted fetch or a changed
-    pom leads to a fresh fetch instead of a broker with a half classpath.
-    """
-    libs = root / "libs"
-    stamp = libs / ".pom-sha256"
-    digest = _pom_digest()
-    if stamp.exists() and stamp.read_text().strip() == digest:
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise InfraError("mvn not found; install Maven (apt-get install maven)")
-    _require_java()
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f"libs.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    mvn_log = root / "mvn.log"
-    argv = [
-        mvn,
-        "-q",
-        "-B",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-        "-DincludeScope=runtime",
-        "-f",
-        str(POM),
-    ]
-    progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven (first run only; up to a minute)")
-    started = time.monotonic()
-    with mvn_log.open("w") as log:
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        last_report = started
-        while proc.poll() is None:
-            time.sleep(0.5)
-            now = time.monotonic()
-            if now - last_report >= 10:
-                last_report = now
-                copied = len(list(staging.glob("*.jar"))) if staging.exists() else 0
-                progress(
-                    f"  still fetching ({now - started:.0f} s; "
-                    f"{copied} jars in place; Maven log: {mvn_log})"
-                )
-    if proc.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise InfraError(
-            f"mvn failed ({proc.returncode}) fetching the Kafka jars; see {mvn_log}:\n"
-            + tail(mvn_log)
-        )
-    jars = list(staging.glob("*.jar"))
-    if not any(jar.name.startswith("kafka_2.13-") for jar in jars):
-        raise InfraError(f"mvn finished but no kafka_2.13 jar in {staging}; see {mvn_log}")
-    (staging / ".pom-sha256").write_text(digest + "\n")
-    shutil.rmtree(libs, ignore_errors=True)
-    staging.rename(libs)
-    progress(f"  fetched {len(jars)} jars in {time.monotonic() - started:.0f} s -> {libs}")
-    return libs
-
-
-def _require_java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise InfraError("java not found; install JDK 17 (apt-get install openjdk-17-jdk-headless)")
-    return java
 
 
 # ------------------------------------------------------------------------ configs
@@ -410,7 +321,7 @@ def format_storage(cl: KafkaCluster, progress: Progress) -> None:
     if not id_file.exists():
         id_file.write_text(_new_cluster_id() + "\n")
     cluster_id = id_file.read_text().strip()
-    java = _require_java()
+    java = require_java()
     for node in cl.nodes:
         if (node.data_dir / "meta.properties").exists():
             continue
@@ -449,12 +360,11 @@ def _jvm_options(cl: KafkaCluster, node: KafkaNode) -> list[str]:
         "-XX:MaxGCPauseMillis=20",
         "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
-        # C1 only: with C2 the broker spent 12-30 % of its CPU compiling for as long as
-        # benchmarks ran (every new topic brings new code paths), and a fresh broker ran
-        # at two thirds speed. C1's code is a little slower, but on a 2-core machine the
-        # CPU C2 takes from everyone costs more (bench_engine, interleaved A/B, 4 runs
-        # each: fresh-broker steps/s 3,217-3,257 -> 4,393-4,627; per-step p99 at half
-        # load 88-248 -> 68-103 ms; the maximum within noise). KAFKA_OPTS_ENV can undo it.
+        # C1 only: with C2 the broker spent a large share of its CPU compiling for as
+        # long as benchmarks ran (every new topic brings new code paths; bench_engine
+        # prints the broker's CPU by thread). C1's code is a little slower, but on a
+        # small machine the CPU C2 takes from everyone costs more (interleaved A/B in
+        # docs/benchmarks.md). KAFKA_OPTS_ENV can undo it.
         "-XX:TieredStopAtLevel=1",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={cl.log4j_config}",
@@ -469,7 +379,7 @@ def _jvm_options(cl: KafkaCluster, node: KafkaNode) -> list[str]:
 
 def start_node(cl: KafkaCluster, node: KafkaNode) -> int:
     """Start one broker detached from our session (so Ctrl-C here does not kill it)."""
-    java = _require_java()
+    java = require_java()
     rotate_log(node.log_file)
     argv = [java, *_jvm_options(cl, node), "-cp", f"{cl.libs}/*", MAIN_CLASS, str(node.properties)]
     with node.log_file.open("ab") as log:
@@ -527,142 +437,3 @@ def wipe(cl: KafkaCluster) -> bool:
         shutil.rmtree(cl.dir)
         return True
     return False
-
-
-# ---------------------------------------------------------------------- readiness
-
-
-def api_versions_probe(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a Kafka broker answers an ApiVersions request on host:port.
-
-    A raw socket request rather than a client: it costs a few milliseconds, needs no
-    event loop and says "a Kafka broker answers here", not just "a port is open".
-    Any well-formed reply counts (even UNSUPPORTED_VERSION: that is still Kafka).
-    """
-    client_id = b"agentstream-infra"
-    correlation_id = 0x5A5A
-    # Request header v1: api_key=18 (ApiVersions), api_version=0, correlation id,
-    # client id; the v0 request body is empty.
-    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _recv_exact(sock, 8)
-    except OSError:
-        return False
-    if header is None:
-        return False
-    _size, got_correlation = struct.unpack(">ii", header)
-    return bool(got_correlation == correlation_id)
-
-
-def _recv_exact(sock: socket.socket, count: int) -> bytes | None:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def bootstrap_answers(bootstrap_servers: str, timeout: float = 1.0) -> bool:
-    """True when any host:port of a bootstrap list answers as a Kafka broker."""
-    for entry in bootstrap_servers.split(","):
-        host, _, port = entry.strip().rpartition(":")
-        if host and port.isdigit() and api_versions_probe(host.strip("[]"), int(port), timeout):
-            return True
-    return False
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Silence a library logger while we poll a broker that is expected to be down."""
-    logger = logging.getLogger(logger_name)
-    old = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
-async def _metadata_brokers(bootstrap: str) -> int:
-    from aiokafka import AIOKafkaClient
-
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="agentstream-infra"
-    )
-    try:
-        await client.bootstrap()
-        return len(client.cluster.brokers())
-    finally:
-        await client.close()
-
-
-async def _init_transactional_producer(bootstrap: str) -> None:
-    """Init a transactional producer: proves idempotence and the transaction coordinator
-    work, and creates ``__transaction_state`` now rather than in the first test."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        transactional_id="agentstream-infra-readiness",
-        enable_idempotence=True,
-        request_timeout_ms=10000,
-        client_id="agentstream-infra",
-    )
-    try:
-        await producer.start()
-        async with producer.transaction():
-            pass
-    finally:
-        await producer.stop()
-
-
-async def wait_ready(
-    cl_or_bootstrap: KafkaCluster | str,
-    progress: Progress,
-    wait_s: float = READY_TIMEOUT_S,
-    expect_brokers: int = 1,
-) -> None:
-    """Wait until metadata lists every broker and a transactional producer can init.
-
-    Fails fast (with the tail of its log) when a broker process we started exits.
-    """
-    cl = cl_or_bootstrap if isinstance(cl_or_bootstrap, KafkaCluster) else None
-    bootstrap = cl.bootstrap_servers if cl else str(cl_or_bootstrap)
-    expect = cl.size if cl else expect_brokers
-    deadline = time.monotonic() + wait_s
-    last_error = "no answer yet"
-    stage = "metadata"
-    with _quiet("aiokafka"):
-        while True:
-            if cl is not None:
-                for node in cl.nodes:
-                    if node.pid() is None:
-                        raise InfraError(
-                            f"Kafka node {node.node_id} exited while starting; "
-                            f"see {node.log_file}:\n{tail(node.log_file)}"
-                        )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                logs = ", ".join(str(n.log_file) for n in cl.nodes) if cl else "the broker's log"
-                raise InfraError(
-                    f"Kafka at {bootstrap} not ready after {wait_s:.0f} s "
-                    f"(waiting for {stage}: {last_error}); see {logs}"
-                )
-            try:
-                if stage == "metadata":
-                    if not await asyncio.to_thread(bootstrap_answers, bootstrap, 1.0):
-                        raise ConnectionError("no broker answers ApiVersions")
-                    count = await asyncio.wait_for(_metadata_brokers(bootstrap), remaining)
-                    if count < expect:
-                        raise ConnectionError(f"metadata lists {count} of {expect} brokers")
-                    stage = "transactional producer"
-                await asyncio.wait_for(_init_transactional_producer(bootstrap), min(remaining, 30))
-                return
-            except Exception as exc:  # retried until the deadline
-                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            await asyncio.sleep(0.5)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from infra import kafka, postgres
+from infra import kafka, kafka_jars, kafka_ready, postgres
 from infra.procs import InfraError, Progress, file_lock, port_in_use
 
 __all__ = [
@@ -134,7 +134,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
     kafka_env = os.environ.get(KAFKA_ENV, "").strip()
     kafka_external = False
     local_cl: kafka.KafkaCluster | None = None
-    if kafka_env and not _owned_and_running(kafka_env) and kafka.bootstrap_answers(kafka_env):
+    if kafka_env and not _owned_and_running(kafka_env) and kafka_ready.bootstrap_answers(kafka_env):
         kafka_external = True
         bootstrap = kafka_env
         progress(f"Kafka: using {bootstrap} from {KAFKA_ENV}")
@@ -162,7 +162,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
 
     if local_cl is not None:
         wait_began = time.monotonic()
-        _run_sync(lambda: kafka.wait_ready(local_cl, progress))
+        _run_sync(lambda: kafka_ready.wait_ready(local_cl, progress))
         if any(s.startswith("kafka") for s in started):
             progress(f"Kafka ready on {bootstrap} after {time.monotonic() - wait_began:.1f} s")
     if started:
@@ -217,7 +217,7 @@ def _start_kafka(
                     f"(Kafka node {node.node_id} needs it); stop it, or set {KAFKA_ENV} "
                     "to use a Kafka that is already running"
                 )
-    kafka.ensure_jars(cl.root, progress)
+    kafka_jars.ensure_jars(cl.root, progress)
     kafka.write_configs(cl)
     kafka.format_storage(cl, progress)
     for node in missing:
@@ -340,7 +340,7 @@ def status() -> InfraStatus:
             node.node_id,
             node.address,
             node.pid(),
-            kafka.api_versions_probe(kafka.HOST, node.client_port, 1.0),
+            kafka_ready.api_versions_probe(kafka.HOST, node.client_port, 1.0),
             node.log_file,
             node.metrics_url,
         )
@@ -362,7 +362,7 @@ def status() -> InfraStatus:
         kafka_nodes=nodes,
         postgres=pg_status,
         kafka_env=kafka_env,
-        kafka_env_answering=bool(kafka_env) and kafka.bootstrap_answers(kafka_env or ""),
+        kafka_env_answering=bool(kafka_env) and kafka_ready.bootstrap_answers(kafka_env or ""),
         database_env=db_env,
         database_env_answering=bool(db_env)
         and _run_sync(lambda: postgres.dsn_answers_async(db_env or "")),

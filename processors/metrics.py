@@ -106,7 +106,7 @@ TOKENS = Counter(
 )
 
 
-# ``labels()`` validates and locks on every call (1-2 % of a busy worker, py-spy);
+# ``labels()`` validates and locks on every call (visible in py-spy of a busy worker);
 # the hot path takes each labelled child once. Label values are bounded (record
 # names, outcomes, executor names), so the caches are too.
 

@@ -3,8 +3,8 @@
 asyncpg's pool resets every connection it takes back with a round trip to the
 server (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``).
 The engine takes a connection for each batch's snapshot lookup, so that doubled
-its Postgres round trips: the reset was 5 % of a busy worker's CPU (py-spy at
-half the maximum load), plus the server's share. Our connections never change
+its Postgres round trips, and the reset showed in py-spy profiles of a busy
+worker, plus the server's share. Our connections never change
 session state (no SET, LISTEN, session advisory locks or open cursors; every
 transaction is an ``async with`` block, and asyncpg rolls back one left open
 before our reset runs), so the reset is local only.

@@ -30,12 +30,11 @@ class EngineSettings:
     written while the previous transaction commits (``AGENTSTREAM_PIPELINE_MIN_RECORDS``);
     with fewer, the lane waits for the commit and takes them all in one transaction.
 
-    Pipelining only pays when there is a backlog: each transaction costs about 1.5 ms of
-    broker and client CPU whatever it carries. 2 workers on 2 cores, 4 partitions, 64
-    sessions in flight (``bench_engine latency --partitions 4``, this variable set to 1
-    for always, to 10**9 for never): always pipelining 1,017-1,166 steps/s, per-step p50
-    43-47 ms; never 1,361-1,402 steps/s, 35-36 ms. At 512 in flight
-    pipelining raised the maximum from 3,750-3,838 to 4,219-4,325 steps/s."""
+    Pipelining only pays when there is a backlog: each transaction costs broker and
+    client CPU whatever it carries, so without one, fewer and larger transactions win;
+    with one, pipelining raises the maximum. Measured with ``bench_engine latency
+    --partitions 4`` with this variable set to 1 (always) and 10**9 (never), and
+    ``bench_engine throughput`` (docs/benchmarks.md)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:

@@ -1,6 +1,6 @@
 """The pure half of the projector: events in, row changes out.
 
-No Kafka and no Postgres here (STYLE.md item 1): :class:`BatchFold` takes the
+No Kafka and no Postgres here (a pure core, effects at the edge): :class:`BatchFold` takes the
 decoded events of one consumer batch, in log order, folds them onto the
 touched sessions' rows (loaded by the caller beforehand) and collects the rows
 to write. :mod:`projections.writer` turns the result into a handful of
@@ -11,7 +11,7 @@ test compares the two): ``running`` from the start and whenever a model call
 is requested; ``waiting_for_approval`` while a requested tool waits for a
 human; ``waiting_for_user`` once an open (``keep_open``) session answered;
 ``completed`` / ``failed`` / ``cancelled`` from the terminal event. The
-projections package may not import the engine (ARCHITECTURE.md: projections
+projections package may not import the engine (docs/architecture.md: projections
 depend on schemas and streams only), hence this mirror rather than a call.
 
 Events at or below a session's stored ``seq`` are duplicates and skipped, so

@@ -1,6 +1,6 @@
 """Settings of the read models and the projector, from ``AGENTSTREAM_*`` variables.
 
-One small typed object, read from the environment in one place (STYLE.md item 9),
+One small typed object, read from the environment in one place,
 so tests build one directly with their own database URL.
 """
 

@@ -5,7 +5,7 @@ Every table is written with one statement per batch: the events with COPY
 over typed arrays, upserting where a later batch adds to a row. That is a
 handful of round trips per batch of thousands of events.
 
-Tracking (STYLE.md item 4, like eventsourcing's ProcessRecorder): the offset
+Tracking (like eventsourcing's ProcessRecorder): the offset
 of the last event applied per (stream, partition) lives in
 ``projection_tracking`` and is written in the same transaction as the rows.
 :func:`lock_positions` takes those rows ``FOR UPDATE`` first, so two

@@ -7,8 +7,9 @@ the record types the topic carries: the inbox takes exactly what
 bad line is produced. Errors carry the 1-based line number so the user can fix
 the file.
 
-Validation is CPU-bound pure Python (~35 µs a line: JSON, schema check,
-Avro encode), several times the cost of producing the encoded record, so
+Validation is CPU-bound pure Python (JSON, schema check, Avro encode),
+several times the cost of producing the encoded record
+(``benchmarks/bench_produce.py``), so
 large inputs are split into contiguous chunks validated by forked worker
 processes, one per core. Chunks are joined back in file order, which keeps
 each session's records in order.

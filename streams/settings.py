@@ -28,11 +28,10 @@ class KafkaSettings:
     It bounds how many engines can share the work (one per partition at most), and
     every partition is a separate Kafka transaction stream: with more partitions
     each transaction carries fewer commands, and there are more transactions, each
-    costing about 1.5 ms of broker and client CPU. On the 2-core development machine,
-    2 workers at 512 sessions in flight (``bench_engine throughput --partitions N``):
-    2 partitions → 4,180-5,370 steps/s, 4 → 4,487, 12 → 2,097 (per-step p99 at half
-    load: 76-150 ms with 2, 130 ms with 4). Size it to the engines you will run, with headroom
-    only as needed, before creating the topics (it cannot shrink)."""
+    costing broker and client CPU whatever it carries, so on a small machine fewer
+    partitions give more steps/s (``bench_engine throughput --partitions N``; figures
+    in docs/benchmarks.md). Size it to the engines you will run, with headroom only as
+    needed, before creating the topics (it cannot shrink; docs/operations.md)."""
     replication_factor: int = 1
     """Replication factor of new topics (``AGENTSTREAM_REPLICATION_FACTOR``)."""
     fetch_max_wait_ms: int = 100
@@ -40,10 +39,9 @@ class KafkaSettings:
     (``AGENTSTREAM_FETCH_MAX_WAIT_MS``). The broker answers as soon as data is
     there, but aiokafka does not re-fetch a partition whose records were just
     consumed while a fetch to the same broker is waiting, so this bounds that
-    stall. Measured once on 2 cores (before the engine had per-partition lanes), engine +
-    executors at 512 sessions in flight:
-    5 ms → 936 steps/s (empty fetches burn the broker's and our CPU), 100 ms →
-    1,483, 500 ms → 743."""
+    stall. Too short and empty fetches burn the broker's and our CPU; too long and
+    that stall adds latency (the trade-off measured with ``bench_engine``,
+    docs/benchmarks.md)."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap.strip():

@@ -4,10 +4,10 @@
 commits, the coordinator is still writing its markers, and the next
 transaction's AddPartitionsToTxn is refused with CONCURRENT_TRANSACTIONS until
 they are written (a few ms on a local broker). aiokafka then waits a fixed
-20 ms (``BACKOFF_OVERRIDE``) before retrying, which alone put ~30 ms on every
-engine transaction (measured: p50 30 ms per transaction at 20 ms, 9 ms at
-2 ms, same broker). The session engine commits one transaction per partition
-batch back to back, so it retries after 2 ms instead.
+20 ms (``BACKOFF_OVERRIDE``) before retrying, which alone was most of an
+engine transaction's time on a local broker (``benchmarks/bench_txn.py``).
+The session engine commits one transaction per partition batch back to back,
+so it retries after 2 ms instead.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """A hand-written Avro encoder for the gateway's StartSession records (the hot path).
 
-``schemas.Codec.encode`` (fastavro) costs about 4.3 µs per StartSession on
-the reference machine, half of it per-call setup; writing the few fields
-directly costs about 2.2 µs, which is a tenth of the batch endpoint's budget
-per session (50,000/s on 2 cores shared with the broker). The bytes are
+``schemas.Codec.encode`` (fastavro) spends about half of each StartSession
+on per-call setup; writing the few fields directly halves the encoding cost,
+which matters on the batch endpoint's per-session budget
+(``benchmarks/bench_gateway.py``; figures in docs/benchmarks.md). The bytes are
 identical to the Codec's (Confluent wire format, the same schema id): a
 property test checks it (``tests/unit/test_gateway_encoding.py``), and any
 record this encoder does not cover (causation or correlation ids set) goes

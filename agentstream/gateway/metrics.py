@@ -1,4 +1,4 @@
-"""Prometheus metrics of the HTTP API (``agentstream_`` prefix, base units, STYLE.md item 12)."""
+"""Prometheus metrics of the HTTP API (``agentstream_`` prefix, base units, ``_total`` counters)."""
 
 from __future__ import annotations
 

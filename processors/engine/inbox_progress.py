@@ -11,8 +11,7 @@ transaction (AddOffsetsToTxn, then TxnOffsetCommit to the group coordinator,
 whose partition of ``__consumer_offsets`` then also takes a commit marker);
 a record on a topic the transaction already writes rides in the same
 AddPartitionsToTxn and ProduceRequest as the events. ``benchmarks/bench_txn``
-on a 2-core machine, 4 producers committing back to back: 1.4 to 1.7 times the
-transactions per second, p99 12.8-17.5 → 7.5-8.7 ms per transaction.
+compares the two (figures in docs/benchmarks.md).
 
 The engine still commits the group's offsets outside the transactions, now
 and then, for lag dashboards and the gateway's admission control; they are

@@ -2,7 +2,7 @@
 
 Used by ``agentstream replay``. Pure: it takes the events (with their offsets)
 and returns the rebuilt state and every problem found, each naming the offset
-where it shows. The checks are ARCHITECTURE.md's invariants as seen in the log:
+where it shows. The checks are the engine's invariants (docs/architecture.md) as seen in the log:
 
 * seq runs 1, 2, 3... with no gap or repeat, SessionStarted first (``evolve``
   refuses anything else, so the fold stops at the first break);

@@ -72,8 +72,8 @@ class ResultProducer:
             if self._producer is None:
                 # Our producer settings without linger: aiokafka sends one request per
                 # broker at a time, so results that finish while one is in flight batch
-                # up anyway; 2 ms of linger cost 2 ms per step at light load (result
-                # produce mean 4.3 → 1.9 ms, measured).
+                # up anyway, and linger would add its full wait to every step at light
+                # load (the result-produce histogram of bench_engine shows it).
                 producer = AIOKafkaProducer(**producer_config(self._kafka, linger_ms=0))
                 await producer.start()
                 self._producer = producer

@@ -174,7 +174,7 @@ async def wait_for_terminal(
 
 
 def check_invariants(sessions: dict[str, list[Record]]) -> None:
-    """The event-log invariants of ARCHITECTURE.md; raises AssertionError naming the breach."""
+    """The event-log invariants (docs/architecture.md); raises AssertionError naming the breach."""
     event_ids: Counter[str] = Counter()
     for session_id, events in sessions.items():
         seqs = [event["seq"] for _, event in events]

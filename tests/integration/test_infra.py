@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from infra import kafka, local
+from infra import kafka, kafka_ready, local
 
 BOOTSTRAP = os.environ.get("AGENTSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DASHBOARD = (
@@ -105,10 +105,10 @@ def test_probe_says_no_kafka_on_a_port_without_one() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         free_port = sock.getsockname()[1]
-    assert not kafka.api_versions_probe("127.0.0.1", free_port, timeout=0.5)
+    assert not kafka_ready.api_versions_probe("127.0.0.1", free_port, timeout=0.5)
     first = BOOTSTRAP.split(",")[0]
     host, _, port = first.rpartition(":")
-    assert kafka.api_versions_probe(host, int(port))
+    assert kafka_ready.api_versions_probe(host, int(port))
 
 
 def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:

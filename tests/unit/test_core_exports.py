@@ -1,4 +1,4 @@
-"""The public surface of the session core and its neighbours, pinned (STYLE.md item 13).
+"""The public surface of the session core and its neighbours, pinned: changing it is a decision.
 
 The runtime, the executors and users' tests import these names; removing or
 renaming one is a breaking change and must show up here first.
@@ -85,7 +85,7 @@ def test_neighbour_modules_export_what_the_runtime_uses() -> None:
 
 
 def test_the_core_imports_no_io_and_no_event_loop() -> None:
-    """STYLE.md item 1: importing the core pulls in no Kafka, Postgres or asyncio."""
+    """A pure core: importing it pulls in no Kafka, Postgres or asyncio."""
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""The pool's public surface, pinned (STYLE.md item 13): changing it is a decision."""
+"""The pool's public surface, pinned (like httpx's test_exported_members): changing it is a decision."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public surface of projections and the gateway, pinned (STYLE.md item 13)."""
+"""The public surface of projections and the gateway, pinned: changing it is a decision."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_gateway_surface() -> None:
 
 
 def test_projections_import_nothing_of_the_engine() -> None:
-    """ARCHITECTURE.md: projections depend on schemas and streams only."""
+    """Projections depend on schemas and streams only (docs/architecture.md)."""
     import ast
     from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""One contract, every provider (STYLE.md item 5): sim, OpenAI and Anthropic over real HTTP.
+"""One contract, every provider: sim, OpenAI and Anthropic over real HTTP.
 
 :class:`ProviderContract` says what any provider must do: answer text with
 usage, ask for tools, stream pieces that add up to the final text, and report

@@ -1,4 +1,4 @@
-"""One contract suite for both schema registries (STYLE.md item 5).
+"""One contract suite for both schema registries.
 
 ``LocalSchemaRegistry`` runs in process; ``ConfluentSchemaRegistry`` talks REST
 to ``tests.registry_server`` on loopback. Both must give a codec the same

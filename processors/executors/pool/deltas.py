@@ -1,6 +1,6 @@
 """Token deltas: pieces of a streamed answer to ``agentstream.deltas`` while the call runs.
 
-Best effort by design (ARCHITECTURE.md: deltas are not part of state): one
+Best effort by design (deltas are not part of state, docs/architecture.md): one
 plain producer (acks=1, no idempotence, a few ms of linger), records queued
 without waiting for their acks, and a failure to queue is counted and
 dropped rather than slowing or failing the call. The final text is only in

@@ -7,10 +7,10 @@ retry layer) and turns network trouble into :class:`ProviderError` kinds
 streams without end is ``malformed``, not an out-of-memory worker.
 
 Two transports implement the seam. :class:`AiohttpTransport` is the default:
-measured on the 2-core machine against the same local server, httpx 0.28
-managed 240-400 requests/s (its connection pool rescans every connection on
-every request) where aiohttp managed 3,500-9,000, and the pool's target of
-5,000 calls in flight per process is out of reach at httpx's rate.
+against the same local server httpx managed an order of magnitude fewer
+requests/s than aiohttp (its connection pool rescans every connection on
+every request), which puts thousands of calls in flight per process out of
+reach (``benchmarks/bench_pool.py``; docs/benchmarks.md).
 :class:`HttpxTransport` is kept for parity (``AGENTSTREAM_POOL_HTTP=httpx``)
 and the provider contract suite runs over both. Neither has a retry layer.
 """

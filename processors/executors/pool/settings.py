@@ -87,7 +87,8 @@ class PoolSettings:
     """Stream answers, publishing token deltas while calls run (``..._STREAM_DELTAS``)."""
     stream_sim: bool = False
     """Stream the simulated model too. Off by default: its answers take no real time,
-    and its deltas would cost the executor ~40% more CPU per call for nothing to watch."""
+    and its deltas would cost the executor much more CPU per call (``bench_pool``) for
+    nothing to watch."""
 
     # transport
     http: str = "aiohttp"
