@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from agentstream.errors import AgentstreamError
+
 Progress = Callable[[str], None]
 
 
-class InfraError(RuntimeError):
+class InfraError(AgentstreamError, RuntimeError):
     """A bring-up step failed; the message says what to look at (usually a log file)."""
 
 

@@ -14,8 +14,10 @@ import binascii
 import json
 from typing import Any
 
+from agentstream.errors import AgentstreamError
 
-class CursorError(ValueError):
+
+class CursorError(AgentstreamError, ValueError):
     """A cursor that is not one of ours (or not for this list)."""
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from agentstream.errors import AgentstreamError
+
 TERMINAL: dict[str, str] = {
     "SessionCompleted": "completed",
     "SessionFailed": "failed",
@@ -37,7 +39,7 @@ TERMINAL: dict[str, str] = {
 TERMINAL_STATUSES = frozenset(TERMINAL.values())
 
 
-class PoisonEvent(ValueError):
+class PoisonEvent(AgentstreamError, ValueError):
     """An event the read models cannot apply; it goes to the DLQ."""
 
 

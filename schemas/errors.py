@@ -1,13 +1,16 @@
 """Errors of the schemas package.
 
-SchemaError                  anything about schemas, ids or the wire format
- └── RecordValidationError   a record (e.g. a JSON command) does not fit its schema
+AgentstreamError (agentstream.errors)
+ └── SchemaError             anything about schemas, ids or the wire format
+      └── RecordValidationError   a record (e.g. a JSON command) does not fit its schema
 """
 
 from __future__ import annotations
 
+from agentstream.errors import AgentstreamError
 
-class SchemaError(Exception):
+
+class SchemaError(AgentstreamError):
     """A schema, schema id or wire-format problem."""
 
 

@@ -8,8 +8,10 @@ StreamsError                 anything the streams layer refuses or cannot do
 
 from __future__ import annotations
 
+from agentstream.errors import AgentstreamError
 
-class StreamsError(Exception):
+
+class StreamsError(AgentstreamError):
     """Base of the streams layer's own errors."""
 
 

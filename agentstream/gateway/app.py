@@ -20,16 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from aiohttp import web
-from aiokafka.errors import KafkaError
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentstream.gateway import commands, ops, read_api, sse
 from agentstream.gateway.context import GATEWAY, Gateway
-from agentstream.gateway.errors import ApiError, retry_later
+from agentstream.gateway.errors import ApiError, api_error_for
 from agentstream.gateway.metrics import INBOX_LAG, REJECTIONS, REQUEST_SECONDS, REQUESTS
-from streams.errors import StreamsError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +33,7 @@ Handler = Callable[[Gateway, web.Request], Awaitable[web.StreamResponse]]
 
 
 def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Wrap a handler: ApiError -> its JSON answer; Kafka trouble -> 503; metrics."""
+    """Wrap a handler: its errors -> their JSON answers (:func:`api_error_for`); metrics."""
     timer = REQUEST_SECONDS.labels(name)
     counters: dict[int, Any] = {}
 
@@ -45,22 +41,13 @@ def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.
         started = time.perf_counter()
         try:
             response = await handler(request.app[GATEWAY], request)
-        except ApiError as error:
-            REJECTIONS.labels(error.code).inc()
-            response = error.response()
-        except (KafkaError, StreamsError) as error:
-            log.warning("%s: Kafka unavailable: %s", name, error)
-            response = retry_later(503, "kafka_unavailable", "Kafka is unavailable", 1.0).response()
-        except (
-            OSError,
-            asyncpg.PostgresConnectionError,
-            OperationalError,
-            InterfaceError,
-        ) as error:
-            log.warning("%s: Postgres unavailable: %s", name, error)
-            response = retry_later(
-                503, "postgres_unavailable", "Postgres is unavailable", 1.0
-            ).response()
+        except Exception as error:
+            api_error = api_error_for(error, name)
+            if api_error is None:
+                raise
+            if api_error is error:  # refused on purpose, not a dependency away
+                REJECTIONS.labels(api_error.code).inc()
+            response = api_error.response()
         timer.observe(time.perf_counter() - started)
         counter = counters.get(response.status)
         if counter is None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentstream.errors import AgentstreamError
 from projections.db import raw_connection
 
 KEY_PREFIX = "ask_"
@@ -30,7 +31,7 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_PATTERN = re.compile(r"^ask_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 
 
-class TenantError(ValueError):
+class TenantError(AgentstreamError, ValueError):
     """A tenant operation that cannot be done (bad name, exists, unknown)."""
 
 

@@ -17,6 +17,8 @@ import math
 import operator
 from collections.abc import Callable
 
+from agentstream.errors import AgentstreamError
+
 MAX_EXPRESSION_CHARS = 500
 """Longer input is refused before parsing (also bounds parser nesting)."""
 MAX_EXPONENT = 1_000
@@ -25,7 +27,7 @@ MAX_DIGITS = 400
 """Integer results above 10**MAX_DIGITS are refused (no huge-number DoS through * or **)."""
 
 
-class ToolError(Exception):
+class ToolError(AgentstreamError):
     """A tool refused its input or failed; the message is shown to the model."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentstream.errors import AgentstreamError
 from processors.agents.model_types import ToolSpec
 from processors.agents.tools import RegisteredTool, ToolRegistry, calculator, weather
 
@@ -236,7 +237,7 @@ def builtin_catalog() -> AgentCatalog:
     )
 
 
-class AgentsFileError(ValueError):
+class AgentsFileError(AgentstreamError, ValueError):
     """An agents file that cannot be used; names the file, the key path and the reason."""
 
     def __init__(self, file: str, key: str, reason: str) -> None:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import orjson
 
+from agentstream.errors import AgentstreamError
+
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "tool_calls", "length"]
 
@@ -160,7 +162,7 @@ class LLMResponse:
     """The concrete model that answered (provider/model)."""
 
 
-class ModelError(Exception):
+class ModelError(AgentstreamError):
     """A model call failed. ``retryable`` tells the executor whether trying again may help."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:

@@ -19,13 +19,15 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
+from agentstream.errors import AgentstreamError
+
 INJECTED = frozenset({"call_id"})
 """Keyword parameters the runner passes itself (``call_id``: the idempotency key)."""
 
 _SCALARS: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
-class ToolSchemaError(TypeError):
+class ToolSchemaError(AgentstreamError, TypeError):
     """A tool function's signature cannot be described as a JSON schema."""
 
 

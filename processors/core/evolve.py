@@ -19,13 +19,14 @@ from dataclasses import fields, replace
 from operator import attrgetter
 from typing import Any
 
+from agentstream.errors import AgentstreamError
 from processors.agents.model_types import ChatMessage, ToolCall
 from processors.core.state import PendingLLM, PendingTool, SessionState, Status
 
 DEFAULT_TIMEOUTS_MS: Mapping[str, int] = {"llm": 120_000, "tool": 60_000, "approval": 86_400_000}
 
 
-class EventOrderError(ValueError):
+class EventOrderError(AgentstreamError, ValueError):
     """An event does not follow the state (seq gap or repeat, or no SessionStarted first)."""
 
 

@@ -22,6 +22,7 @@ import json
 import zlib
 from typing import Any
 
+from agentstream.errors import AgentstreamError
 from processors.agents.model_types import ChatMessage, ToolCall
 from processors.core.state import TERMINAL_STATUSES, PendingLLM, PendingTool, SessionState
 
@@ -33,7 +34,7 @@ COMPRESS_OVER = 4096
 _STATUSES = frozenset({"running", "waiting_for_user", "waiting_for_approval"}) | TERMINAL_STATUSES
 
 
-class SnapshotError(ValueError):
+class SnapshotError(AgentstreamError, ValueError):
     """Bytes that are not a snapshot this version can read."""
 
 

@@ -27,11 +27,13 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agentstream.errors import AgentstreamError
+
 HEADER_TYPE = [("type", b"EngineProgress")]
 """The ``type`` header of every progress record (Kafka UI shows it)."""
 
 
-class ProgressError(Exception):
+class ProgressError(AgentstreamError):
     """A progress record cannot be read (the topic holds something else)."""
 
 

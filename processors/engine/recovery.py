@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agentstream.errors import AgentstreamError
 from processors.core import SessionState, decode_state, evolve_private, private_copy
 from processors.engine.session_cache import SessionCache
 from processors.engine.snapshot_store import SnapshotStore
@@ -27,7 +28,7 @@ from schemas import Codec, SchemaError
 log = logging.getLogger(__name__)
 
 
-class RecoveryError(Exception):
+class RecoveryError(AgentstreamError):
     """The events log of a partition cannot be folded (a gap or a stuck read)."""
 
 

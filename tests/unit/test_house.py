@@ -146,8 +146,35 @@ def test_dependencies_point_one_way_between_top_level_packages() -> None:
         for target in targets
         if (top := module.split(".")[0]) != (other := target.split(".")[0])
         and other not in allowed[top]
+        and target != "agentstream.errors"  # the root of the error tree imports nothing
     )
     assert not wrong, "imports that run back up: " + ", ".join(wrong)
+
+
+def test_the_error_root_imports_nothing_so_every_layer_may_import_it() -> None:
+    assert import_graph()["agentstream.errors"] == set()
+
+
+def test_every_error_of_ours_has_the_one_root() -> None:
+    """Callers catch ``AgentstreamError`` for anything agentstream refused on purpose."""
+    import importlib
+    import inspect
+
+    from agentstream.errors import AgentstreamError
+
+    strays = []
+    for name in product_modules():
+        if name.startswith("projections.migrations") or name.endswith("__main__"):
+            continue  # Alembic's env.py migrates, a __main__ runs the CLI, when imported
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                cls.__module__ == name
+                and issubclass(cls, BaseException)
+                and not issubclass(cls, AgentstreamError)
+            ):
+                strays.append(f"{name}.{cls.__name__}")
+    assert not strays, "errors outside the AgentstreamError tree: " + ", ".join(strays)
 
 
 def test_no_product_module_is_too_long_to_hold_in_mind() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from agentstream.errors import AgentstreamError
 from processors.agents.model_types import ModelError
 
 ErrorKind = Literal[
@@ -104,7 +105,7 @@ class PoolError(ModelError):
         self.attempts = attempts
 
 
-class PoolConfigError(ValueError):
+class PoolConfigError(AgentstreamError, ValueError):
     """Endpoint settings the pool cannot use; ``key`` is the agents-file path."""
 
     def __init__(self, key: str, reason: str) -> None:
