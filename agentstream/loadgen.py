@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas import TERMINAL_EVENT_NAMES, Codec
 from streams.catalogue import Catalogue
+from streams.clients import new_consumer, new_producer
 from streams.partitioner import session_partition
-from streams.producer import producer_config, type_headers
+from streams.producer import type_headers
 from streams.settings import KafkaSettings
 
 DEMO_INPUTS: tuple[str, ...] = (
@@ -104,13 +105,8 @@ async def run_sessions(
     # The gateway's and the CLI's producer settings (5 ms linger): commands reach the
     # inbox batched as they do in production, and the load generator, which shares
     # the CPUs with what it measures, sends a request per linger, not per session.
-    producer = AIOKafkaProducer(**producer_config(kafka))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-    )
+    producer = new_producer(kafka)
+    consumer = new_consumer(kafka, fetch_max_wait_ms=kafka.fetch_max_wait_ms)
     await producer.start()
     await consumer.start()
     partitions = [TopicPartition(catalogue.events.name, p) for p in range(kafka.partitions)]

@@ -38,6 +38,7 @@ from projections.fold import BatchFold, PoisonEvent
 from projections.writer import load_sessions, lock_positions, positions, set_positions, write_fold
 from schemas import EVENT_NAMES, Codec, SchemaError
 from streams.catalogue import Catalogue
+from streams.clients import new_consumer
 from streams.dlq import dead_letter_of
 from streams.producer import OutgoingRecord, Producer
 from streams.settings import KafkaSettings
@@ -131,12 +132,9 @@ class Projector:
     async def start(self) -> None:
         self._dlq = Producer(self.kafka, self.codec)
         await self._dlq.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap,
+        self._consumer = new_consumer(
+            self.kafka,
             group_id=self.group_id,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             max_poll_records=self.max_batch_records,
             fetch_max_wait_ms=20,
             fetch_max_bytes=32 * 1024 * 1024,

@@ -107,7 +107,7 @@ def compare(spec: TopicSpec, description: TopicDescription) -> list[Mismatch]:
 @asynccontextmanager
 async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on exit; ``KafkaUnavailableError`` if no broker answers."""
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=30_000)
+    client = AIOKafkaAdminClient(**settings.client_config(), request_timeout_ms=30_000)
     try:
         await client.start()
     except KafkaConnectionError as error:

@@ -37,7 +37,7 @@ def consumer_config(
 ) -> dict[str, Any]:
     """Keyword arguments for ``AIOKafkaConsumer``: read_committed, manual commit."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap,
+        **settings.client_config(),
         "group_id": group_id,
         "isolation_level": "read_committed",
         "enable_auto_commit": False,

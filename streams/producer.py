@@ -77,7 +77,7 @@ class OutgoingRecord(NamedTuple):
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """The keyword arguments every producer of ours gets (tests and benchmarks reuse them)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap,
+        **settings.client_config(),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": LINGER_MS,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 ENV_PREFIX = "AGENTSTREAM_"
 
@@ -55,6 +56,15 @@ class KafkaSettings:
             raise ValueError(f"partitions must be >= 1, got {self.partitions}")
         if self.replication_factor < 1:
             raise ValueError(f"replication factor must be >= 1, got {self.replication_factor}")
+
+    def client_config(self) -> dict[str, Any]:
+        """How every Kafka client of ours reaches the cluster (aiokafka keyword arguments).
+
+        The one place that knows it: producers, consumers and admin clients all
+        start from this (:mod:`streams.clients`), so a setting added here (for
+        example a secured listener's) reaches every client at once.
+        """
+        return {"bootstrap_servers": self.bootstrap}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSettings:

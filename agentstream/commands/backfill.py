@@ -50,9 +50,9 @@ def register(subparsers: Any) -> None:
 
 
 async def _projector_members(settings: KafkaSettings, group_id: str) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from streams.clients import new_admin
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = new_admin(settings)
     await admin.start()
     try:
         (described,) = await admin.describe_consumer_groups([group_id])

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream.gateway.errors import retry_later
+from streams.clients import new_admin, new_consumer
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,9 @@ class LagMonitor:
         self._last: tuple[float, int] | None = None
 
     async def start(self) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap)
+        self._admin = new_admin(self.kafka)
         await self._admin.start()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap)
+        self._consumer = new_consumer(self.kafka)
         await self._consumer.start()
         with contextlib.suppress(Exception):
             await self.refresh()

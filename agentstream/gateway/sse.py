@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from agentstream.gateway.context import Gateway
 from agentstream.gateway.errors import invalid, not_found, retry_later
@@ -33,6 +33,7 @@ from agentstream.gateway.metrics import SSE_STREAMS
 from agentstream.gateway.requests import SESSION_ID
 from projections.queries import iso
 from schemas import TERMINAL_EVENT_NAMES, SchemaError
+from streams.clients import new_consumer
 from streams.partitioner import session_partition
 
 
@@ -107,12 +108,7 @@ async def _tail(
 ) -> None:
     events = TopicPartition(gw.stream, partition)
     deltas = TopicPartition(gw.catalogue.deltas.name, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=gw.kafka.bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-    )
+    consumer = new_consumer(gw.kafka, fetch_max_wait_ms=50)
     await consumer.start()
     key = session_id.encode("utf-8")
     heartbeat_ms = int(gw.settings.sse_heartbeat_s * 1000)

@@ -39,7 +39,12 @@ from processors.postgres import create_pool
 from processors.settings import EngineSettings
 from schemas import Codec
 from streams.catalogue import Catalogue
-from streams.consumer import group_consumer_config
+from streams.clients import (
+    new_consumer,
+    new_group_consumer,
+    new_producer,
+    new_transactional_producer,
+)
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
 from streams.tuning import producer_fenced, shorten_transaction_backoff
@@ -106,22 +111,16 @@ class SessionEngine:
             self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         await SnapshotStore.create_schema(self._pool)
         self._store = SnapshotStore(self._pool, self.catalogue.events.name)
-        self._replay_consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
+        self._replay_consumer = new_consumer(
+            self.kafka,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         await self._replay_consumer.start()
-        self._timer_producer = AIOKafkaProducer(
-            bootstrap_servers=self.kafka.bootstrap, enable_idempotence=True, acks="all"
-        )
+        self._timer_producer = new_producer(self.kafka, linger_ms=0)
         await self._timer_producer.start()
-        self._consumer = AIOKafkaConsumer(
-            **group_consumer_config(
-                self.kafka, self.group_id, max_poll_records=self.settings.max_batch_records
-            )
+        self._consumer = new_group_consumer(
+            self.kafka, self.group_id, max_poll_records=self.settings.max_batch_records
         )
         self._consumer.subscribe([self.catalogue.inbox.name], listener=_Rebalance(self))
         await self._consumer.start()
@@ -242,19 +241,8 @@ class SessionEngine:
         is the one engines used before partitions had two producers, so an owner
         still fences an engine of that version.
         """
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.kafka.bootstrap,
-            transactional_id=f"{self.catalogue.inbox.name}.engine.{p}{suffix}",
-            enable_idempotence=True,
-            acks="all",
-            max_batch_size=1024 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            linger_ms=0,
-            # aiokafka retries a refused AddPartitionsToTxn after retry_backoff_ms
-            # once the transaction holds a partition (the second topic of a batch),
-            # so the default 100 ms became the engine's p99 hop latency (the hot-path
-            # histograms of bench_engine show it). The broker is local: retry soon.
-            retry_backoff_ms=5,
+        producer = new_transactional_producer(
+            self.kafka, f"{self.catalogue.inbox.name}.engine.{p}{suffix}"
         )
         await producer.start()
         return producer

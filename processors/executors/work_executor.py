@@ -29,9 +29,8 @@ from processors.executors.commit_offsets import PartitionProgress
 from processors.settings import ExecutorSettings
 from schemas import Codec, SchemaError
 from streams.catalogue import Catalogue, TopicSpec
-from streams.consumer import group_consumer_config
+from streams.clients import new_group_consumer, new_producer
 from streams.dlq import dead_letter_of
-from streams.producer import producer_config
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class ResultProducer:
                 # broker at a time, so results that finish while one is in flight batch
                 # up anyway, and linger would add its full wait to every step at light
                 # load (the result-produce histogram of bench_engine shows it).
-                producer = AIOKafkaProducer(**producer_config(self._kafka, linger_ms=0))
+                producer = new_producer(self._kafka, linger_ms=0)
                 await producer.start()
                 self._producer = producer
             self._users += 1
@@ -146,7 +145,7 @@ class WorkExecutor:
 
     async def start(self) -> None:
         self._producer = await self._results.acquire()
-        self._consumer = AIOKafkaConsumer(**group_consumer_config(self.kafka, self.group_id))
+        self._consumer = new_group_consumer(self.kafka, self.group_id)
         self._consumer.subscribe([self.topic.name], listener=_Rebalance(self))
         await self._consumer.start()
         self._loops = [

@@ -177,6 +177,24 @@ def test_every_error_of_ours_has_the_one_root() -> None:
     assert not strays, "errors outside the AgentstreamError tree: " + ", ".join(strays)
 
 
+def test_only_streams_builds_kafka_clients() -> None:
+    """Every client starts from one KafkaSettings (streams.clients), so none misses a setting.
+
+    ``infra`` is exempt: it brings a local broker up and imports nothing of ours.
+    """
+    kinds = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient"}
+    built = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for name, path in product_modules().items()
+        if name.split(".")[0] not in ("streams", "infra")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name | ast.Attribute)
+        and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in kinds
+    )
+    assert not built, "Kafka clients built outside streams: " + ", ".join(built)
+
+
 def test_no_product_module_is_too_long_to_hold_in_mind() -> None:
     long = sorted(
         f"{path.relative_to(ROOT)} ({n} lines)"

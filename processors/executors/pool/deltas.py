@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaProducer
 from processors.executors.pool import metrics
 from processors.executors.pool.records import DeltaCallback
 from schemas import Codec
-from streams.producer import producer_config, type_headers
+from streams.clients import new_producer
+from streams.producer import type_headers
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ class DeltaPublisher:
         self._headers = type_headers("TokenDelta")
 
     async def start(self) -> None:
-        config = producer_config(self.kafka, acks=1, enable_idempotence=False)
-        self._producer = AIOKafkaProducer(**config)
+        self._producer = new_producer(self.kafka, acks=1, enable_idempotence=False)
         await self._producer.start()
 
     async def stop(self) -> None:

@@ -1,0 +1,80 @@
+"""Every Kafka client agentstream builds, made here from one :class:`KafkaSettings`.
+
+Components never call ``AIOKafkaProducer(...)`` or ``AIOKafkaConsumer(...)``
+themselves: how to reach the cluster (bootstrap servers, and the security
+settings a secured cluster needs) is decided once, in
+:meth:`KafkaSettings.client_config`, and every client below starts from it. The kinds::
+
+    new_producer               idempotent, acks=all, murmur2 (the gateway, the CLI, results)
+    new_transactional_producer the engine's per-partition transactional producers
+    new_consumer               read_committed, manual commit, no group (replay, SSE, tail)
+    new_group_consumer         a hot-path consumer group member (engine, executors, projector)
+    new_admin                  topic admin, group descriptions, lag
+
+All return clients that are not started yet; aiokafka binds the running event
+loop when a client is made, so call them inside one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.consumer import consumer_config, group_consumer_config
+from streams.producer import producer_config
+from streams.settings import KafkaSettings
+
+ENGINE_BATCH_BYTES = 1024 * 1024
+"""Largest batch of one engine transaction per partition: a batch is one request."""
+ENGINE_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def new_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer with our settings (:func:`~streams.producer.producer_config`)."""
+    return AIOKafkaProducer(**producer_config(settings, **overrides))
+
+
+def new_transactional_producer(
+    settings: KafkaSettings, transactional_id: str, **overrides: Any
+) -> AIOKafkaProducer:
+    """A transactional producer shaped for the engine: one batch per partition, no linger.
+
+    The engine writes each transaction's records straight into per-partition
+    batches, so the batch limits are its transaction size. aiokafka retries a
+    refused AddPartitionsToTxn after ``retry_backoff_ms`` once the transaction
+    holds a partition (the second topic of a batch), and the default 100 ms
+    became the engine's p99 hop latency (the hot-path histograms of
+    ``bench_engine`` show it): the coordinator is near, so retry soon.
+    """
+    config = producer_config(
+        settings,
+        transactional_id=transactional_id,
+        max_batch_size=ENGINE_BATCH_BYTES,
+        max_request_size=ENGINE_REQUEST_BYTES,
+        linger_ms=0,
+        retry_backoff_ms=5,
+    )
+    config.pop("partitioner")  # the engine places every record itself
+    config.update(overrides)
+    return AIOKafkaProducer(**config)
+
+
+def new_consumer(
+    settings: KafkaSettings, *topics: str, group_id: str | None = None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A read_committed consumer with manual commits; no topics: ``assign`` yourself."""
+    return AIOKafkaConsumer(*topics, **consumer_config(settings, group_id=group_id, **overrides))
+
+
+def new_group_consumer(
+    settings: KafkaSettings, group_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A hot-path consumer group member (:func:`~streams.consumer.group_consumer_config`)."""
+    return AIOKafkaConsumer(**group_consumer_config(settings, group_id, **overrides))
+
+
+def new_admin(settings: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
+    """An admin client (topics, consumer groups, offsets)."""
+    return AIOKafkaAdminClient(**{**settings.client_config(), **overrides})
