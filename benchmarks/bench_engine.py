@@ -23,7 +23,7 @@ Run: ``python -m benchmarks.bench_engine [which ...] [--sessions N] [--concurren
 The engine runs are two worker processes on topics of ``--partitions`` partitions,
 by default one per worker (``WORKERS``): the sizing the settings recommend, since
 each partition is its own Kafka transaction stream, which costs CPU at any load
-(``--partitions 4`` on 2 cores: about a fifth less throughput and a longer tail).
+(compare with ``--partitions 4``; figures in docs/benchmarks.md).
 Needs the local Kafka and Postgres (``agentstream infra up``).
 """
 

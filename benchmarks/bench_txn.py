@@ -10,7 +10,7 @@ carries: one event, one work item, and how far the inbox is consumed —
 
 Prints transactions/s, p50/p99 per transaction and client CPU per transaction,
 and the ratio. This is the ceiling the engine's per-step latency sits on: on a
-2-vCPU machine the transactions alone fill it (README.md, Benchmarks).
+small machine the transactions alone fill it (docs/benchmarks.md).
 
 Run: ``python -m benchmarks.bench_txn [--transactions N] [--producers P]``.
 Needs the local Kafka (``agentstream infra up``).

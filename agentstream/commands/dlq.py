@@ -92,13 +92,37 @@ async def _redrive(settings: KafkaSettings, letters: list[Any]) -> None:
         await asyncio.gather(*futures)
 
 
-@guarded
-def run_redrive(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    letters = _selected(asyncio.run(_read(settings)), args)
+def unsendable(letters: list[Any], events_topic: str) -> str | None:
+    """Why these dead letters may not go back to their origin, or None when they may.
+
+    The events topic is the log, and only the engine that owns a partition may
+    append to it (one writer per session, contiguous seq): re-producing an event
+    the projector refused would append a second copy outside the engine. Fix the
+    projector and rebuild the read models (``agentstream backfill``) instead.
+    """
     unknown = [letter for letter in letters if not letter.header("dlq.origin.topic")]
     if unknown:
-        print(f"error: {len(unknown)} dead letters name no origin topic", file=sys.stderr)
+        return f"{len(unknown)} dead letters name no origin topic"
+    logged = [letter for letter in letters if letter.header("dlq.origin.topic") == events_topic]
+    if logged:
+        at = ", ".join(f"{letter.partition}:{letter.offset}" for letter in logged[:5])
+        return (
+            f"{len(logged)} dead letters came from the event log {events_topic} ({at}); "
+            "only the engine writes it: fix the projector and run `agentstream backfill` "
+            "instead (select others with --reason or --at)"
+        )
+    return None
+
+
+@guarded
+def run_redrive(args: argparse.Namespace) -> int:
+    from streams.catalogue import Catalogue
+
+    settings = settings_from_args(args)
+    letters = _selected(asyncio.run(_read(settings)), args)
+    refusal = unsendable(letters, Catalogue.from_settings(settings).events.name)
+    if refusal is not None:
+        print(f"error: {refusal}; nothing sent", file=sys.stderr)
         return 1
     for letter in letters:
         origin = letter.describe()["origin"]

@@ -134,6 +134,11 @@ class WorkExecutor:
         self.started_count = 0
         self.finished_count = 0
         self.peak_in_flight = 0
+        # Read at scrape time: a gauge set only when records arrive would keep its
+        # last value once the executor went idle.
+        metrics.WORK_IN_FLIGHT.labels(name).set_function(
+            lambda: self.started_count - self.finished_count
+        )
         self._item_age = metrics.WORK_ITEM_AGE.labels(name)
         self._result_send = metrics.RESULT_SEND_SECONDS.labels(name)
 
@@ -188,7 +193,6 @@ class WorkExecutor:
                     task.add_done_callback(self._tasks.discard)
                 in_flight = self.started_count - self.finished_count
                 self.peak_in_flight = max(self.peak_in_flight, in_flight)
-                metrics.WORK_IN_FLIGHT.labels(self.name).set(in_flight)
 
     async def _handle(self, tp: TopicPartition, progress: PartitionProgress, record: Any) -> None:
         started = time.perf_counter()
