@@ -63,7 +63,9 @@ def kafka_cluster(brokers: int = 1) -> kafka.KafkaCluster:
     return kafka.cluster(home() / "kafka", brokers)
 
 
-def _pg_cluster() -> postgres.PgCluster:
+def pg_cluster() -> postgres.PgCluster:
+    """The local Postgres layout (data folder, port, pid), e.g. for chaos tests that
+    restart it with :func:`infra.postgres.stop` and :func:`infra.postgres.start`."""
     return postgres.cluster(home())
 
 
@@ -128,7 +130,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
     began = time.monotonic()
     started: list[str] = []
     cl = kafka_cluster(brokers)
-    pg = _pg_cluster()
+    pg = pg_cluster()
 
     # Kafka first, without waiting: the JVMs boot while Postgres starts.
     kafka_env = os.environ.get(KAFKA_ENV, "").strip()
@@ -260,7 +262,7 @@ def _down_locked(*, wipe: bool, progress: Progress) -> list[str]:
         cl = kafka_cluster(size)
         if kafka.stop_cluster(cl, progress):
             stopped.append(f"kafka {size}-node")
-    pg = _pg_cluster()
+    pg = pg_cluster()
     if postgres.stop(pg, progress):
         stopped.append("postgres")
     if wipe:
@@ -346,7 +348,7 @@ def status() -> InfraStatus:
         )
         for node in cl.nodes
     )
-    pg = _pg_cluster()
+    pg = pg_cluster()
     pg_status = PostgresStatus(
         f"{postgres.HOST}:{pg.port}",
         pg.pid(),
