@@ -34,6 +34,7 @@ from agentstream.gateway.requests import (
     start_record,
 )
 from agentstream.gateway.tenants import Tenant
+from agentstream.gateway.waiting import WaitFor, requested_wait
 from processors.core import NAMESPACE
 from schemas import SchemaError
 from streams.partitioner import partition_for_key
@@ -124,15 +125,22 @@ async def start_session(gw: Gateway, request: web.Request) -> web.StreamResponse
         obj, tenant=tenant.tenant_id, event_id="", session_id="",
         time_ms=int(time.time() * 1000), agents=gw.agent_names,
     )  # fmt: skip
-    if "Idempotency-Key" not in request.headers:  # the hot path: no claim, no closure
+    wait_s = requested_wait(gw, request)
+    if wait_s is None and "Idempotency-Key" not in request.headers:
+        # The hot path: no claim, no closure, no waiter.
         event_id, session_id = new_ids(2)
         status, payload = await _start_one(gw, tenant, record, event_id, session_id)
         return json_response(status, payload)
+    wait = WaitFor(gw, wait_s, keep_open=bool(record.get("keep_open")))
 
     async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
+        wait.open(record["session_id"] or sessions[0])  # before anything is produced
         return await _start_one(gw, tenant, record, events[0], sessions[0])
 
-    return await _answer(gw, request, tenant, obj, 1, produce)
+    try:
+        return await wait.respond(await _answer(gw, request, tenant, obj, 1, produce))
+    finally:
+        wait.close()
 
 
 async def _start_one(
@@ -216,6 +224,7 @@ def _session_route(name: str) -> Callable[[Gateway, web.Request], Awaitable[web.
             raise ApiError(409, "session_ended", f"session {session_id!r} has ended")
 
         async def produce(events: list[str], sessions: list[str]) -> tuple[int, dict[str, Any]]:
+            wait.open(session_id)  # before anything is produced
             record["event_id"] = events[0]
             try:
                 out = gw.producer.encode(gw.inbox, name, record)
@@ -228,7 +237,15 @@ def _session_route(name: str) -> Callable[[Gateway, web.Request], Awaitable[web.
             counter.inc()
             return 202, {"session_id": session_id, "command_id": record["event_id"]}
 
-        return await _answer(gw, request, tenant, obj, 1, produce)
+        # Only a user message starts a turn whose answer is worth waiting for; the
+        # session is open (it takes messages), so its answer settles the wait.
+        wait = WaitFor(
+            gw, requested_wait(gw, request) if name == "UserMessage" else None, keep_open=True
+        )
+        try:
+            return await wait.respond(await _answer(gw, request, tenant, obj, 1, produce))
+        finally:
+            wait.close()
 
     return handle
 

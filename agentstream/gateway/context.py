@@ -29,6 +29,7 @@ from aiohttp import web
 from agentstream.gateway.auth import Authenticator
 from agentstream.gateway.encoding import StartSessionEncoder
 from agentstream.gateway.errors import ApiError
+from agentstream.gateway.event_hub import EventHub
 from agentstream.gateway.idempotency import IdempotencyStore
 from agentstream.gateway.limits import LagMonitor, RateLimiter
 from agentstream.gateway.ownership import SessionDirectory
@@ -85,15 +86,24 @@ class Gateway:
         self.queries = QueryService(self.db, self.stream)
         self.directory = SessionDirectory(self.queries)
         self.producer = Producer(kafka, self.codec)
+        self.hub = EventHub(
+            kafka,
+            self.catalogue,
+            self.codec,
+            max_subscribers=settings.max_streams + settings.max_waiters,
+        )
+        self.waiters_open = 0
+        """Requests waiting for their session's answer."""
         self.projector: Projector | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.streams_open = 0
-        """SSE streams being served (each holds a Kafka consumer)."""
+        """SSE streams being served."""
 
     async def start(self) -> None:
         if self.migrate:
             await upgrade(self.settings.database_url)
         await self.producer.start()
+        await self.hub.start()
         await self.auth.listen(self.settings.database_url)
         await self.lag.start()
         if self.with_projector:
@@ -119,6 +129,7 @@ class Gateway:
             self._janitor.cancel()
         if self.projector is not None:
             await self.projector.stop()
+        await self.hub.stop()
         await self.lag.stop()
         await self.auth.close()
         await self.producer.stop()

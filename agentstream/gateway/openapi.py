@@ -66,6 +66,14 @@ IDEMPOTENCY_KEY = {
     "description": "The same key (per tenant) answers the same and produces one command.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
+PREFER_WAIT = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "RFC 7240 `wait=N`: answer 200 with the session's outcome if it comes "
+    "within N seconds (capped by the server), else 202 as usual.",
+    "schema": {"type": "string", "pattern": "^wait=[0-9]{1,4}$"},
+}
 COMMAND_ERRORS = ("400", "401", "409", "413", "422", "429", "503")
 
 
@@ -76,14 +84,26 @@ def _command(
     answer: str = "CommandAccepted",
     path_id: bool = True,
     body_required: bool = True,
+    waits: bool = False,
 ) -> dict[str, Any]:
     errors = _errors(*COMMAND_ERRORS, *(("404",) if path_id else ()))
+    done: dict[str, Any] = {}
+    if waits:
+        done["200"] = {
+            "description": "With `Prefer: wait=N`: the session ended, asks for approval, or "
+            "(kept open) answered within N seconds; its outcome and usage.",
+            "headers": {"Preference-Applied": {"schema": {"type": "string"}}},
+            "content": _json(ref("SessionOutcome")),
+        }
     return {
         "post": {
             "summary": summary,
-            "parameters": ([_path_id()] if path_id else []) + [IDEMPOTENCY_KEY],
+            "parameters": ([_path_id()] if path_id else [])
+            + [IDEMPOTENCY_KEY]
+            + ([PREFER_WAIT] if waits else []),
             "requestBody": {"required": body_required, "content": _json(ref(body))},
             "responses": {
+                **done,
                 "202": {
                     "description": "Accepted: produced to the inbox and acked by Kafka.",
                     "content": _json(ref(answer)),
@@ -124,7 +144,7 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
     cursor = _query("cursor", {"type": "string"}, "The `next` of the previous page.")
     paths: dict[str, Any] = {
         "/v1/sessions": {
-            **_command("Start a session", "StartSession", path_id=False),
+            **_command("Start a session", "StartSession", path_id=False, waits=True),
             **_get(
                 "List the tenant's sessions, newest first",
                 [
@@ -155,7 +175,9 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
             "404",
             "503",
         ),
-        "/v1/sessions/{session_id}/messages": _command("Send a user message", "UserMessage"),
+        "/v1/sessions/{session_id}/messages": _command(
+            "Send a user message", "UserMessage", waits=True
+        ),
         "/v1/sessions/{session_id}/approvals": _command("Approve or deny a tool call", "Approval"),
         "/v1/sessions/{session_id}/cancel": _command(
             "Cancel a session", "Cancel", body_required=False

@@ -196,6 +196,27 @@ def components(settings: GatewaySettings, agents: Sequence[str]) -> dict[str, An
                 "required": ["session_id", "command_id"],
                 "properties": {"session_id": string, "command_id": string},
             },
+            "SessionOutcome": {
+                "type": "object",
+                "required": ["session_id", "command_id", "status", "seq", "usage"],
+                "properties": {
+                    "session_id": string,
+                    "command_id": string,
+                    "status": {"type": "string", "enum": STATUSES},
+                    "seq": {"type": "integer"},
+                    "output": nullable_string,
+                    "reason": nullable_string,
+                    "usage": {
+                        "type": "object",
+                        "required": ["input_tokens", "output_tokens", "cost_usd"],
+                        "properties": {
+                            "input_tokens": {"type": "integer"},
+                            "output_tokens": {"type": "integer"},
+                            "cost_usd": {"type": "number"},
+                        },
+                    },
+                },
+            },
             "BatchAccepted": {
                 "type": "object",
                 "required": ["session_ids"],

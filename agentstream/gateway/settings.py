@@ -41,8 +41,18 @@ class GatewaySettings:
     idempotency_ttl_s: float = 86_400.0
     """How long an Idempotency-Key is remembered."""
     max_streams: int = 1000
-    """SSE streams open at once per process (``AGENTSTREAM_API_MAX_STREAMS``); each holds a
-    Kafka consumer, so past this a new stream gets 503."""
+    """SSE streams open at once per process (``AGENTSTREAM_API_MAX_STREAMS``); past this a
+    new stream gets 503. They share the process's one events reader (the event hub)."""
+    max_waiters: int = 10_000
+    """Requests waiting for their session's answer (``Prefer: wait``) at once per process
+    (``AGENTSTREAM_API_MAX_WAITERS``); past this such a request gets 503 before anything
+    is produced."""
+    max_wait_s: float = 60.0
+    """The longest ``Prefer: wait=N`` honoured (``AGENTSTREAM_API_MAX_WAIT_S``); a larger
+    N waits this long."""
+    stream_queue: int = 1000
+    """Events and deltas an SSE stream may have queued; a client that falls further behind
+    is cut off and resumes with Last-Event-ID, so it never holds back the others."""
     sse_heartbeat_s: float = 15.0
     """Idle time after which an SSE stream sends a comment line (keeps proxies from closing it)."""
 
@@ -68,4 +78,6 @@ class GatewaySettings:
             max_lag=int(_number(env, "AGENTSTREAM_API_MAX_LAG", base.max_lag)),
             batch_max=int(_number(env, "AGENTSTREAM_API_BATCH_MAX", base.batch_max)),
             max_streams=int(_number(env, "AGENTSTREAM_API_MAX_STREAMS", base.max_streams)),
+            max_waiters=int(_number(env, "AGENTSTREAM_API_MAX_WAITERS", base.max_waiters)),
+            max_wait_s=_number(env, "AGENTSTREAM_API_MAX_WAIT_S", base.max_wait_s),
         )

@@ -8,32 +8,32 @@ Resuming without missing or repeating anything: the client sends the last
 seq it saw (``Last-Event-ID``, or ``?last_event_id=``). The stream first
 replays the events after it from the read model, and reads, in the same
 snapshot, the projector's tracked offset T of the session's partition
-(everything up to T is in the read model). It then tails the events
-partition from T + 1 (read_committed) and sends only seq greater than the
-last one sent. The replay covers everything up to T and the tail everything
-after, and seq is contiguous per session, so nothing is lost or repeated
-whatever the projector's lag (even with no projector: T = -1, the tail reads
-the partition from its start). The stream ends after the terminal event.
+(everything up to T is in the read model). It then subscribes to the process's
+event hub (:mod:`agentstream.gateway.event_hub`), which hands it every record
+from the hub's position H on, and reads the log between T + 1 and H once (the
+hub's window of recent records usually holds it). It sends only seq greater
+than the last one sent. Read model, backlog and hub cover everything, and seq
+is contiguous per session, so nothing is lost or repeated whatever the
+projector's lag (even with no projector: T = -1). The stream ends after the
+terminal event; a client too slow for its queue is cut off and resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiokafka import TopicPartition
 
 from agentstream.gateway.context import Gateway
 from agentstream.gateway.errors import invalid, not_found, retry_later
+from agentstream.gateway.event_hub import HubFullError, Stream
 from agentstream.gateway.metrics import SSE_STREAMS
 from agentstream.gateway.requests import SESSION_ID
 from projections.queries import iso
-from schemas import TERMINAL_EVENT_NAMES, SchemaError
-from streams.clients import new_consumer
+from schemas import TERMINAL_EVENT_NAMES
 from streams.partitioner import session_partition
 
 
@@ -71,6 +71,14 @@ async def stream(gw: Gateway, request: web.Request) -> web.StreamResponse:
         raise not_found()
     partition = session_partition(session_id, gw.kafka.partitions)
     replay = await gw.queries.replay(session_id, partition, last)
+    listener = Stream(session_id, max_queued=gw.settings.stream_queue)
+    try:
+        gw.hub.subscribe(listener)
+    except HubFullError:
+        raise retry_later(
+            503, "too_many_streams", "too many event streams open; retry", 5.0
+        ) from None
+    hub_position = gw.hub.position(partition)  # same tick: nothing falls between the two
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -78,10 +86,10 @@ async def stream(gw: Gateway, request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     SSE_STREAMS.inc()
     gw.streams_open += 1
     try:
+        await response.prepare(request)
         for item in replay.events:
             await response.write(frame(item["seq"], item["type"], item))
             last = item["seq"]
@@ -89,75 +97,49 @@ async def stream(gw: Gateway, request: web.Request) -> web.StreamResponse:
                 return response
         if replay.final_seq is not None and last >= replay.final_seq:
             return response
-        await _tail(gw, response, session_id, partition, replay.tracked_offset, last)
+        backlog = await gw.hub.backlog(
+            session_id, partition, replay.tracked_offset + 1, hub_position
+        )
+        for name, event in backlog:
+            seq = int(event.get("seq", 0))
+            if seq > last:
+                await response.write(frame(seq, name, _event_payload(name, event)))
+                last = seq
+                if name in TERMINAL_EVENT_NAMES:
+                    return response
+        await _follow(gw, response, listener, last)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        gw.hub.unsubscribe(listener)
         SSE_STREAMS.dec()
         gw.streams_open -= 1
     return response
 
 
-async def _tail(
-    gw: Gateway,
-    response: web.StreamResponse,
-    session_id: str,
-    partition: int,
-    tracked: int,
-    last: int,
-) -> None:
-    events = TopicPartition(gw.stream, partition)
-    deltas = TopicPartition(gw.catalogue.deltas.name, partition)
-    consumer = new_consumer(gw.kafka, fetch_max_wait_ms=50)
-    await consumer.start()
-    key = session_id.encode("utf-8")
-    heartbeat_ms = int(gw.settings.sse_heartbeat_s * 1000)
-    try:
-        consumer.assign([events, deltas])
-        if tracked < 0:
-            await consumer.seek_to_beginning(events)
-        else:
-            consumer.seek(events, tracked + 1)
-        await consumer.seek_to_end(deltas)
-        while True:
-            batches = await consumer.getmany(timeout_ms=heartbeat_ms, max_records=2000)
-            if not batches:
+async def _follow(gw: Gateway, response: web.StreamResponse, listener: Stream, last: int) -> None:
+    """Send what the hub hands the stream until the terminal event (or overflow)."""
+    heartbeat_s = gw.settings.sse_heartbeat_s
+    while not listener.overflowed:
+        item = await listener.next(heartbeat_s)
+        if item is None:
+            if not listener.overflowed:
                 await response.write(b": keepalive\n\n")
-                continue
-            for message in batches.get(deltas, ()):
-                if message.key == key:
-                    await _send_delta(gw, response, message.value)
-            for message in batches.get(events, ()):
-                if message.key != key or message.value is None:
-                    continue
-                try:
-                    name, event = gw.codec.decode(message.value)
-                except SchemaError:
-                    continue  # the projector dead-letters it; the stream skips it
-                seq = int(event.get("seq", 0))
-                if seq <= last:
-                    continue
-                await response.write(frame(seq, name, _event_payload(name, event)))
-                last = seq
-                if name in TERMINAL_EVENT_NAMES:
-                    return
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-
-
-async def _send_delta(gw: Gateway, response: web.StreamResponse, value: bytes | None) -> None:
-    if value is None:
-        return
-    try:
-        name, delta = gw.codec.decode(value)
-    except SchemaError:
-        return
-    if name != "TokenDelta":
-        return
-    data = {"call_id": delta["call_id"], "index": delta["index"], "text": delta["text"]}
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    await response.write(f"event: delta\ndata: {payload}\n\n".encode())
+            continue
+        name, data = item
+        if name == "delta":
+            payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            await response.write(f"event: delta\ndata: {payload}\n\n".encode())
+            continue
+        seq = int(data.get("seq", 0))
+        if seq <= last:
+            continue
+        await response.write(frame(seq, name, _event_payload(name, data)))
+        last = seq
+        if name in TERMINAL_EVENT_NAMES:
+            return
+    # Cut off for falling behind: say so; the client resumes from Last-Event-ID.
+    await response.write(b"event: overflow\ndata: {}\n\n")
 
 
 ROUTES: list[tuple[str, str, str, Callable[[Gateway, web.Request], Awaitable[Any]]]] = [
