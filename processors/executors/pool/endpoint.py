@@ -2,7 +2,8 @@
 
 The declaration (``EndpointConfig`` in the agents file) says what the
 endpoint is; this says how it is doing right now, which is what routing
-reads: whether it may be called (breaker, a server-asked ``Retry-After``),
+reads: whether it may be called (breaker, a server-asked pause shared with
+every endpoint that reaches the same server),
 how loaded it is (calls in flight), how fast it has been (EWMA of call
 times), and its own RPM/TPM buckets.
 """
@@ -24,6 +25,7 @@ from processors.executors.pool.balance import Strategy, make_strategy
 from processors.executors.pool.batching import MicroBatcher
 from processors.executors.pool.breaker import CircuitBreaker
 from processors.executors.pool.http import Timeouts, Transport
+from processors.executors.pool.pause import ServerPause
 from processors.executors.pool.providers import EndpointOptions, Provider, build_provider
 from processors.executors.pool.settings import PoolSettings
 
@@ -59,12 +61,12 @@ class Endpoint:
     options: EndpointOptions
     breaker: CircuitBreaker
     clock: Clock
+    pause: ServerPause
+    """The server's Retry-After, shared with every endpoint that reaches the same server."""
     rpm: TokenBucket | None = None
     tpm: TokenBucket | None = None
     inflight: int = 0
     ewma_s: float | None = None
-    not_before: float = 0.0
-    """Monotonic time before which no call goes here (the server's Retry-After)."""
     batcher: MicroBatcher | None = None
     batch_slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _seen_transitions: int = 0
@@ -96,11 +98,15 @@ class Endpoint:
 
     def available(self) -> bool:
         """Whether a call may go here now."""
-        return self.clock() >= self.not_before and self.breaker.available()
+        return self.clock() >= self.pause.until and self.breaker.available()
+
+    def paused(self) -> bool:
+        """Whether the server asked for a pause that is not over."""
+        return self.clock() < self.pause.until
 
     def ready_in(self) -> float:
         """Seconds until :meth:`available` may turn true (0 = now or soon)."""
-        return max(self.not_before - self.clock(), self.breaker.reopens_in(), 0.0)
+        return max(self.pause.remaining(), self.breaker.reopens_in())
 
     def needs(self, tokens: int) -> list[Need]:
         """What one call of about ``tokens`` tokens takes from this endpoint's buckets."""
@@ -159,6 +165,25 @@ def _batch_flush(
     return flush
 
 
+def _pause_for(
+    declared: EndpointConfig,
+    key: str,
+    label: str,
+    pauses: dict[tuple[str, ...], ServerPause],
+    clock: Clock,
+) -> ServerPause:
+    # The same server and key behind two model names has one rate limit, so one pause;
+    # a simulated endpoint has no server to share (its key is its agents-file path).
+    server: tuple[str, ...] = ("sim", key)
+    if declared.provider != "sim":
+        url, credential = declared.base_url or "", declared.api_key_env or ""
+        server = (declared.provider, url, declared.model, credential)
+    found = pauses.get(server)
+    if found is None:
+        found = pauses[server] = ServerPause(label, clock)
+    return found
+
+
 def build_model(
     config: ModelConfig,
     settings: PoolSettings,
@@ -168,8 +193,13 @@ def build_model(
     environ: Mapping[str, str] | None,
     clock: Clock,
     rng: random.Random,
+    pauses: dict[tuple[str, ...], ServerPause],
 ) -> ModelEntry:
-    """The live form of one model of the agents file; PoolConfigError for bad endpoints."""
+    """The live form of one model of the agents file; PoolConfigError for bad endpoints.
+
+    ``pauses`` holds the process's server pauses by server; endpoints of any
+    model that reach a server already in it share its pause.
+    """
     s = settings
     endpoints: list[Endpoint] = []
     for index, declared in enumerate(config.endpoints):
@@ -192,6 +222,7 @@ def build_model(
                 clock=clock,
             ),
             clock=clock,
+            pause=_pause_for(declared, key, provider.label, pauses, clock),
             rpm=TokenBucket(f"{key}.rpm", declared.rpm, s.burst_s, clock) if declared.rpm else None,
             tpm=TokenBucket(f"{key}.tpm", declared.tpm, s.burst_s, clock) if declared.tpm else None,
             batch_slots=asyncio.Semaphore(s.batch_concurrency),
