@@ -24,6 +24,7 @@ from processors.executors.pool.admission import Clock, Need, TokenBucket
 from processors.executors.pool.balance import Strategy, make_strategy
 from processors.executors.pool.batching import MicroBatcher
 from processors.executors.pool.breaker import CircuitBreaker
+from processors.executors.pool.errors import ProviderError
 from processors.executors.pool.http import Timeouts, Transport
 from processors.executors.pool.pause import ServerPause
 from processors.executors.pool.providers import EndpointOptions, Provider, build_provider
@@ -128,6 +129,34 @@ class Endpoint:
         """Feed the breaker and publish any state change."""
         self.breaker.record(success)
         self.publish_breaker()
+
+    def failed(self, error: ProviderError, backoff: Callable[[], float]) -> None:
+        """An attempt here failed: feed the breaker; a 429 or an asked wait pauses the server.
+
+        A 429 that says nothing of how long still pauses, for ``backoff()``:
+        the server is over its limit for everyone, not only for that call.
+        """
+        if error.counts_as_failure:
+            self.record(False)
+        else:
+            self.breaker.release()
+        if error.kind == "rate_limited" or error.retry_after_s is not None:
+            asked = error.retry_after_s is not None
+            status = f"HTTP {error.status}" if error.status is not None else error.kind
+            self.pause.extend(
+                error.retry_after_s if error.retry_after_s is not None else backoff(),
+                status + (" asked to wait" if asked else ", no wait given"),
+            )
+
+    def health(self) -> dict[str, Any]:
+        """Live state for /healthz pages and operators."""
+        return {
+            "endpoint": self.label,
+            "breaker": self.breaker.state,
+            "inflight": self.inflight,
+            "ewma_s": self.ewma_s,
+            "retry_after_s": self.pause.remaining(),
+        }
 
     def publish_breaker(self) -> None:
         transitions = self.breaker.transitions

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import random
 import time
 from collections.abc import Mapping
@@ -133,16 +134,7 @@ class LLMPool:
         """Every endpoint's live state by model: for /healthz pages and operators."""
         report: dict[str, list[dict[str, Any]]] = {}
         for name, model in self.models.items():
-            report[name] = [
-                {
-                    "endpoint": e.label,
-                    "breaker": e.breaker.state,
-                    "inflight": e.inflight,
-                    "ewma_s": e.ewma_s,
-                    "retry_after_s": e.pause.remaining(),
-                }
-                for e in model.endpoints
-            ]
+            report[name] = [e.health() for e in model.endpoints]
         return report
 
     # -- the public call ----------------------------------------------------------------------
@@ -343,7 +335,7 @@ class LLMPool:
                             ticket.give_back()
                             raise
                         ticket.settle(0)
-                        self._failed(endpoint, error, per_model)
+                        endpoint.failed(error, functools.partial(self._backoff, per_model))
                         errors.append(f"[{endpoint.label}] {error}")
                         if not error.endpoint_specific:
                             break
@@ -379,17 +371,6 @@ class LLMPool:
         raise PoolError(
             f"model {names} failed after {attempts} attempt(s): {detail}"[:2000], attempts=attempts
         )
-
-    def _failed(self, endpoint: Endpoint, error: ProviderError, retry: int) -> None:
-        if error.counts_as_failure:
-            endpoint.record(False)
-        else:
-            endpoint.breaker.release()
-        if error.kind == "rate_limited" or error.retry_after_s is not None:
-            asked = error.retry_after_s is not None
-            wait = error.retry_after_s if error.retry_after_s is not None else self._backoff(retry)
-            status = f"HTTP {error.status}" if error.status is not None else error.kind
-            endpoint.pause.extend(wait, status + (" asked to wait" if asked else ", no wait given"))
 
     async def _attempt(
         self,
