@@ -5,6 +5,7 @@ transport, timeouts and retry layer run exactly as they would against a real
 server. Each server answers from a script (one :data:`Behaviour` per request,
 in order), else from ``responder(request_body)``, else with ``default``; it
 records every request it got (:class:`Seen`) and how many it held at once.
+With ``stream_as_json`` it answers streamed requests with a whole JSON answer.
 
 Behaviours: :class:`Reply` (text and/or tool calls, usage, optional delay;
 streamed as SSE when the request says ``stream: true``), :class:`Status` (an
@@ -104,12 +105,15 @@ class FakeModelServer:
         latency_s: float = 0.0,
         responder: Callable[[dict[str, Any]], Behaviour] | None = None,
         record: bool = True,
+        stream_as_json: bool = False,
     ) -> None:
         self.protocol = protocol
         self.default: Behaviour = default or Reply()
         self.latency_s = latency_s
         self.responder = responder
         self.record = record
+        self.stream_as_json = stream_as_json
+        """Answer ``stream: true`` with a whole JSON answer, as some compatible servers do."""
         self.script: deque[Behaviour] = deque()
         self.seen: list[Seen] = []
         self.count = 0
@@ -212,7 +216,7 @@ class FakeModelServer:
                 content_type="application/json",
             )
         model = str(body.get("model") or "fake")
-        if body.get("stream"):
+        if body.get("stream") and not self.stream_as_json:
             events = (
                 openai_chunks(behaviour, model)
                 if self.protocol == "openai"

@@ -81,6 +81,23 @@ def build_app(gateway: Gateway) -> web.Application:
 
 
 async def _unmatched(gateway: Gateway, request: web.Request) -> web.StreamResponse:
+    """404 for a path we do not have; 405 with ``Allow`` for a method a path does not have.
+
+    The catch-all route hides aiohttp's own 405 (it matches every method), so
+    the path is looked up here among the other routes, as aiohttp would.
+    """
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.name != "unmatched":
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        methods = ", ".join(sorted(allowed))
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path} (allowed: {methods})",
+            headers={"Allow": methods},
+        )
     raise ApiError(404, "not_found", f"no route {request.method} {request.path}")
 
 

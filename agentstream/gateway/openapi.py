@@ -290,7 +290,8 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
                 "Start and steer agent sessions (commands are produced to Kafka and answered "
                 "202), stream their events, and query read models. Every /v1 endpoint needs "
                 "`Authorization: Bearer <API key>`; the tenant comes from the key. Bodies are "
-                f"limited to {settings.max_body_bytes} bytes."
+                f"limited to {settings.max_body_bytes} bytes. A method a path does not have "
+                "answers 405 with `Allow`; a path not listed here, 404."
             ),
         },
         "security": [{"bearer": []}],

@@ -113,8 +113,8 @@ def _fast_record(
 ) -> dict[str, Any]:
     """The record of a body that passed ``_fast_start`` (types exact, no unknown field);
     anything else to refuse goes back through :func:`start_record` for the error."""
-    chosen = body.get("session_id")
-    if chosen is not None:
+    chosen = body.get("session_id", _ABSENT)
+    if chosen is not _ABSENT:  # null is no way to say "absent": the schema says string
         if type(chosen) is not str or not SESSION_ID.match(chosen):
             return start_record(
                 dict(body, session_id=chosen), tenant=tenant, event_id=event_id,
@@ -170,10 +170,11 @@ def start_record(
     prefix = "" if index is None else f"sessions[{index}]."
     body = _object(obj, prefix.rstrip(".") or "")
     _fields(body, START_FIELDS, prefix)
-    chosen = body.get("session_id")
-    if chosen is not None:
+    chosen = body.get("session_id", _ABSENT)
+    if chosen is not _ABSENT:
         if type(chosen) is not str:
-            raise invalid(f"{prefix}session_id", "expected a string")
+            kind = "null" if chosen is None else type(chosen).__name__
+            raise invalid(f"{prefix}session_id", f"expected a string, got {kind}")
         if not SESSION_ID.match(chosen):
             raise invalid(
                 f"{prefix}session_id",

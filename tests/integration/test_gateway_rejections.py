@@ -97,6 +97,8 @@ async def test_413_400_and_422(quiet: Quiet) -> None:
             ({**START, "tenant_id": "someone-else"}, "tenant_id", "invalid_field"),
             ({**START, "metadata": {"a": 1}}, "metadata.a", "invalid_field"),
             ({**START, "session_id": "bad id/with slash"}, "session_id", "invalid_field"),
+            ({**START, "session_id": None}, "session_id", "invalid_field"),
+            ({**START, "metadata": None}, "metadata", "invalid_field"),
             ({"agent": "no-such-agent", "input": "hi"}, "agent", "unknown_agent"),
         ]
         for body, field, code in cases:
@@ -112,6 +114,24 @@ async def test_413_400_and_422(quiet: Quiet) -> None:
         await refused(
             quiet, lambda: client.post(f"/v1/sessions/{uuid.uuid4()}/cancel", json={}), 404
         )
+
+
+async def test_405_with_allow_and_404_without(quiet: Quiet) -> None:
+    async with quiet.client() as client:
+        for method, path, allow in (
+            ("PUT", "/v1/sessions", "GET, POST"),
+            ("DELETE", "/v1/sessions", "GET, POST"),
+            ("PATCH", "/v1/sessions", "GET, POST"),
+            ("TRACE", "/v1/sessions", "GET, POST"),
+            ("TRACE", "/healthz", "GET"),
+            ("DELETE", f"/v1/sessions/{uuid.uuid4()}", "GET"),
+        ):
+            send = functools.partial(client.request, method, path, json=START)
+            error = await refused(quiet, send, 405)
+            assert error["code"] == "method_not_allowed"
+            assert (await send()).headers["allow"] == allow
+        missing = await client.put("/v1/nowhere", json=START)
+        assert missing.status_code == 404 and "allow" not in missing.headers
 
 
 async def test_429_with_retry_after(quiet: Quiet) -> None:

@@ -84,6 +84,9 @@ def test_fast_path_accepts_exactly_what_the_schema_accepts(body: dict[str, Any])
             "invalid_field",
         ),
         ({"agent": "demo", "input": "x", "session_id": ""}, "session_id", "invalid_field"),
+        ({"agent": "demo", "input": "x", "session_id": None}, "session_id", "invalid_field"),
+        ({"agent": "demo", "input": "x", "session_id": 7}, "session_id", "invalid_field"),
+        ({"agent": "demo", "input": "x", "metadata": None}, "metadata", "invalid_field"),
         ({"agent": "other", "input": "x"}, "agent", "unknown_agent"),
     ],
 )

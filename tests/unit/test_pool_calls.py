@@ -27,7 +27,7 @@ from processors.executors.pool import (
     TenantLimits,
 )
 from processors.executors.pool.breaker import CircuitBreaker
-from tests.pool_servers import FakeModelServer, Hang, Raw, Reply, Status
+from tests.pool_servers import FakeModelServer, Hang, Protocol, Raw, Reply, Status
 
 QUICK: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "seed": 7}
 
@@ -348,6 +348,30 @@ async def test_streamed_deltas_are_indexed_and_add_up(servers: list[FakeModelSer
     assert [i for i, _ in got] == list(range(len(got)))
     assert "".join(t for _, t in got) == result.response.content
     assert one.seen[0].body["stream"] is True
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_a_server_that_answers_streamed_requests_whole_serves_every_call(
+    protocol: Protocol,
+) -> None:
+    server = await FakeModelServer(protocol, stream_as_json=True).start()
+    server.default = Reply("whole, not streamed")
+    pool = await _pool({"m": _model("m", [_endpoint(server)])}, breaker_min_calls=2)
+    got: list[tuple[int, str]] = []
+
+    async def on_delta(index: int, text: str) -> None:
+        got.append((index, text))
+
+    try:
+        results = [
+            await pool.complete(_request(), CallContext(on_delta=on_delta)) for _ in range(5)
+        ]
+    finally:
+        await pool.aclose()
+        await server.stop()
+    assert [(r.response.content, r.attempts) for r in results] == [("whole, not streamed", 1)] * 5
+    assert got == [(0, "whole, not streamed")] * 5
+    assert all(seen.body["stream"] is True for seen in server.seen)
 
 
 async def test_batch_lane_micro_batches_the_simulated_model() -> None:

@@ -16,7 +16,8 @@ from processors.executors.pool.batching import MicroBatcher
 from processors.executors.pool.breaker import CircuitBreaker
 from processors.executors.pool.cache import L1Cache, cache_key, decode_response, encode_response
 from processors.executors.pool.errors import ShedError
-from processors.executors.pool.http import retry_after, split_lines, sse_events
+from processors.executors.pool.http import split_lines, sse_events
+from processors.executors.pool.pause import rate_limit_reset, retry_after, server_wait
 from processors.executors.pool.settings import PoolSettings
 
 
@@ -250,6 +251,29 @@ def test_retry_after_forms() -> None:
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470) == 10
     assert retry_after({"retry-after": "soon"}) is None
     assert retry_after({}) is None
+
+
+def test_rate_limit_reset_headers() -> None:
+    now = 1_700_000_000.0
+    anthropic = {
+        "Anthropic-RateLimit-Requests-Remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2023-11-14T22:13:22.5Z",
+        "anthropic-ratelimit-output-tokens-remaining": "0",
+        "anthropic-ratelimit-output-tokens-reset": "2023-11-14T22:13:25Z",
+        "anthropic-ratelimit-input-tokens-remaining": "4000",
+        "anthropic-ratelimit-input-tokens-reset": "2023-11-14T22:14:20Z",
+    }
+    assert rate_limit_reset(anthropic, now=now) == pytest.approx(5.0)  # the later exhausted one
+    openai = {"x-ratelimit-reset-requests": "20ms", "x-ratelimit-reset-tokens": "1m2.5s"}
+    assert rate_limit_reset(openai, now=now) == pytest.approx(0.02)  # none says empty: earliest
+    openai["x-ratelimit-remaining-tokens"] = "0"
+    assert rate_limit_reset(openai, now=now) == pytest.approx(62.5)
+    assert rate_limit_reset({"x-ratelimit-reset-requests": "soon"}, now=now) is None
+    assert rate_limit_reset({"x-ratelimit-limit-requests": "60"}, now=now) is None
+    # Retry-After wins; the reset headers speak only for a 429 (a 200 carries them too).
+    assert server_wait(429, {"retry-after": "3", **openai}) == 3
+    assert server_wait(429, {"x-ratelimit-reset-requests": "2s"}) == 2
+    assert server_wait(503, {"x-ratelimit-reset-requests": "2s"}) is None
 
 
 async def test_sse_parsing_across_odd_chunks() -> None:

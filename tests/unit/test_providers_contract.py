@@ -272,6 +272,7 @@ class HttpContract(ProviderContract):
         with pytest.raises(ProviderError) as caught:
             await harness.provider.complete(_request("Hi"), FAST)
         assert caught.value.kind == "malformed" and caught.value.retryable
+        assert "content type application/json" in str(caught.value)
 
     async def test_malformed_stream(self, harness: HttpHarness) -> None:
         harness.server.push(Raw(b"data: {broken\n\n", content_type="text/event-stream"))
@@ -297,6 +298,48 @@ class HttpContract(ProviderContract):
         with pytest.raises(ProviderError) as caught:
             await harness.provider.complete(_request("Hi"), FAST, sink)
         assert caught.value.kind == "malformed"
+        assert "content type text/event-stream" in str(caught.value)
+
+    async def test_a_streamed_request_answered_whole_is_read_whole(
+        self, harness: HttpHarness
+    ) -> None:
+        harness.server.stream_as_json = True
+        call = ("call_7", "calculator", '{"expression": "6*7"}')
+        harness.server.push(Reply("Forty-two.", tool_calls=(call,), usage=(13, 5, 2)))
+        pieces: list[str] = []
+
+        async def sink(piece: str) -> None:
+            pieces.append(piece)
+
+        response = await harness.provider.complete(_request("Hi", (CALC,)), FAST, sink)
+        assert harness.server.seen[-1].body["stream"] is True
+        assert (response.content, pieces) == ("Forty-two.", ["Forty-two."])
+        assert [(c.call_id, c.name) for c in response.tool_calls] == [call[:2]]
+        assert json.loads(response.tool_calls[0].arguments_json) == {"expression": "6*7"}
+        assert (response.input_tokens, response.output_tokens, response.cached_tokens) == (13, 5, 2)
+        assert response.finish_reason == "tool_calls"
+
+    @pytest.mark.parametrize(
+        ("body", "content_type"),
+        [
+            (b"<html><body>Sign in to the gateway</body></html>", "text/html"),
+            (b'{"choices": "x"}', "application/json"),
+        ],
+    )
+    async def test_a_wrong_answer_to_a_streamed_request_names_its_content_type(
+        self, harness: HttpHarness, body: bytes, content_type: str
+    ) -> None:
+        harness.server.push(Raw(body, content_type=content_type))
+
+        async def sink(piece: str) -> None:
+            return None
+
+        with pytest.raises(ProviderError) as caught:
+            await harness.provider.complete(_request("Hi"), FAST, sink)
+        assert caught.value.kind == "malformed" and caught.value.retryable
+        assert f"content type {content_type}" in str(caught.value)
+        if content_type == "text/html":
+            assert "Sign in to the gateway" in str(caught.value)
 
     async def test_hang_times_out(self, harness: HttpHarness) -> None:
         harness.server.push(Hang())

@@ -2,7 +2,8 @@
 
 The declaration (``EndpointConfig`` in the agents file) says what the
 endpoint is; this says how it is doing right now, which is what routing
-reads: whether it may be called (breaker, a server-asked ``Retry-After``),
+reads: whether it may be called (breaker, a server-asked pause shared with
+every endpoint that reaches the same server),
 how loaded it is (calls in flight), how fast it has been (EWMA of call
 times), and its own RPM/TPM buckets.
 """
@@ -23,7 +24,9 @@ from processors.executors.pool.admission import Clock, Need, TokenBucket
 from processors.executors.pool.balance import Strategy, make_strategy
 from processors.executors.pool.batching import MicroBatcher
 from processors.executors.pool.breaker import CircuitBreaker
+from processors.executors.pool.errors import ProviderError
 from processors.executors.pool.http import Timeouts, Transport
+from processors.executors.pool.pause import ServerPause
 from processors.executors.pool.providers import EndpointOptions, Provider, build_provider
 from processors.executors.pool.settings import PoolSettings
 
@@ -59,12 +62,12 @@ class Endpoint:
     options: EndpointOptions
     breaker: CircuitBreaker
     clock: Clock
+    pause: ServerPause
+    """The server's Retry-After, shared with every endpoint that reaches the same server."""
     rpm: TokenBucket | None = None
     tpm: TokenBucket | None = None
     inflight: int = 0
     ewma_s: float | None = None
-    not_before: float = 0.0
-    """Monotonic time before which no call goes here (the server's Retry-After)."""
     batcher: MicroBatcher | None = None
     batch_slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _seen_transitions: int = 0
@@ -96,11 +99,15 @@ class Endpoint:
 
     def available(self) -> bool:
         """Whether a call may go here now."""
-        return self.clock() >= self.not_before and self.breaker.available()
+        return self.clock() >= self.pause.until and self.breaker.available()
+
+    def paused(self) -> bool:
+        """Whether the server asked for a pause that is not over."""
+        return self.clock() < self.pause.until
 
     def ready_in(self) -> float:
         """Seconds until :meth:`available` may turn true (0 = now or soon)."""
-        return max(self.not_before - self.clock(), self.breaker.reopens_in(), 0.0)
+        return max(self.pause.remaining(), self.breaker.reopens_in())
 
     def needs(self, tokens: int) -> list[Need]:
         """What one call of about ``tokens`` tokens takes from this endpoint's buckets."""
@@ -122,6 +129,34 @@ class Endpoint:
         """Feed the breaker and publish any state change."""
         self.breaker.record(success)
         self.publish_breaker()
+
+    def failed(self, error: ProviderError, backoff: Callable[[], float]) -> None:
+        """An attempt here failed: feed the breaker; a 429 or an asked wait pauses the server.
+
+        A 429 that says nothing of how long still pauses, for ``backoff()``:
+        the server is over its limit for everyone, not only for that call.
+        """
+        if error.counts_as_failure:
+            self.record(False)
+        else:
+            self.breaker.release()
+        if error.kind == "rate_limited" or error.retry_after_s is not None:
+            asked = error.retry_after_s is not None
+            status = f"HTTP {error.status}" if error.status is not None else error.kind
+            self.pause.extend(
+                error.retry_after_s if error.retry_after_s is not None else backoff(),
+                status + (" asked to wait" if asked else ", no wait given"),
+            )
+
+    def health(self) -> dict[str, Any]:
+        """Live state for /healthz pages and operators."""
+        return {
+            "endpoint": self.label,
+            "breaker": self.breaker.state,
+            "inflight": self.inflight,
+            "ewma_s": self.ewma_s,
+            "retry_after_s": self.pause.remaining(),
+        }
 
     def publish_breaker(self) -> None:
         transitions = self.breaker.transitions
@@ -159,6 +194,25 @@ def _batch_flush(
     return flush
 
 
+def _pause_for(
+    declared: EndpointConfig,
+    key: str,
+    label: str,
+    pauses: dict[tuple[str, ...], ServerPause],
+    clock: Clock,
+) -> ServerPause:
+    # The same server and key behind two model names has one rate limit, so one pause;
+    # a simulated endpoint has no server to share (its key is its agents-file path).
+    server: tuple[str, ...] = ("sim", key)
+    if declared.provider != "sim":
+        url, credential = declared.base_url or "", declared.api_key_env or ""
+        server = (declared.provider, url, declared.model, credential)
+    found = pauses.get(server)
+    if found is None:
+        found = pauses[server] = ServerPause(label, clock)
+    return found
+
+
 def build_model(
     config: ModelConfig,
     settings: PoolSettings,
@@ -168,8 +222,13 @@ def build_model(
     environ: Mapping[str, str] | None,
     clock: Clock,
     rng: random.Random,
+    pauses: dict[tuple[str, ...], ServerPause],
 ) -> ModelEntry:
-    """The live form of one model of the agents file; PoolConfigError for bad endpoints."""
+    """The live form of one model of the agents file; PoolConfigError for bad endpoints.
+
+    ``pauses`` holds the process's server pauses by server; endpoints of any
+    model that reach a server already in it share its pause.
+    """
     s = settings
     endpoints: list[Endpoint] = []
     for index, declared in enumerate(config.endpoints):
@@ -192,6 +251,7 @@ def build_model(
                 clock=clock,
             ),
             clock=clock,
+            pause=_pause_for(declared, key, provider.label, pauses, clock),
             rpm=TokenBucket(f"{key}.rpm", declared.rpm, s.burst_s, clock) if declared.rpm else None,
             tpm=TokenBucket(f"{key}.tpm", declared.tpm, s.burst_s, clock) if declared.tpm else None,
             batch_slots=asyncio.Semaphore(s.batch_concurrency),

@@ -1,4 +1,4 @@
-"""HTTP for providers: a small transport seam, Retry-After, Server-Sent Events.
+"""HTTP for providers: a small transport seam, error statuses, Server-Sent Events.
 
 Providers build a request (URL, headers, JSON body) and parse what comes
 back; the transport only moves bytes. It never retries (the pool is the one
@@ -18,10 +18,8 @@ and the provider contract suite runs over both. Neither has a retry layer.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
 import socket
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import aiohttp
 import httpx
 
 from processors.executors.pool.errors import ProviderError
+from processors.executors.pool.pause import server_wait
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 """Largest response body read (non-streamed) or SSE line accepted."""
@@ -292,35 +291,9 @@ def make_transport(kind: str, *, max_connections: int) -> Transport:
 # -- protocol helpers -------------------------------------------------------------------------
 
 
-def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait: ``retry-after-ms``, else ``retry-after``.
-
-    ``retry-after`` may be seconds or an HTTP date. Unparseable values are
-    ignored (None), negative ones are 0.
-    """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def status_error(status: int, headers: Mapping[str, str], detail: str) -> ProviderError:
     """The ProviderError an HTTP error status means (see the pool's errors module)."""
-    wait = retry_after(headers)
+    wait = server_wait(status, headers)
     message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
     if status == 429:
         return ProviderError("rate_limited", message, retry_after_s=wait, status=status)

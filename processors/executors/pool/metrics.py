@@ -63,3 +63,14 @@ DELTAS = Counter(
     "Token deltas queued for the deltas topic (sent) or given up on (dropped).",
     ["outcome"],
 )
+PAUSES = Counter(
+    "agentstream_llm_endpoint_pauses_total",
+    "Times a server asked to be left alone (429/503 with Retry-After or rate-limit reset "
+    "headers) and every call of the process to it was held back.",
+    ["endpoint"],
+)
+PAUSED_UNTIL = Gauge(
+    "agentstream_llm_endpoint_paused_until_timestamp_seconds",
+    "Unix time until which the endpoint's server asked not to be called (in the past: not paused).",
+    ["endpoint"],
+)

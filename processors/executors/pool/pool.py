@@ -3,11 +3,13 @@
 One call, :meth:`LLMPool.complete`, goes::
 
     cache (cacheable agents)  ->  tenant admission  ->  for the model, then each fallback:
-        pick a usable endpoint (breaker, Retry-After, capacity, strategy)
-        -> endpoint admission -> one provider attempt, bounded by its timeout
+        pick a usable endpoint (breaker, server pause, capacity, strategy)
+        -> endpoint admission (paused meanwhile? back to picking)
+        -> one provider attempt, bounded by its timeout
         -> success: account (tokens, cost, latency), feed breaker and EWMA, done
-        -> failure: feed the breaker, remember Retry-After, then the next endpoint,
-           or back off (jittered, exponential) once every usable one has failed
+        -> failure: feed the breaker; a 429 or Retry-After pauses that server for
+           every call of the process (processors.executors.pool.pause); then the next
+           endpoint, or back off (jittered, exponential) once every usable one failed
 
 This is the one retry layer: providers never retry, and the pool's final
 failure (:class:`~processors.executors.pool.errors.PoolError`) says the retrying is done.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import random
 import time
 from collections.abc import Mapping
@@ -38,6 +41,7 @@ from processors.executors.pool.cache import L1Cache, PostgresCache, ResponseCach
 from processors.executors.pool.endpoint import Endpoint, ModelEntry, build_model
 from processors.executors.pool.errors import PoolError, ProviderError, ShedError
 from processors.executors.pool.http import Timeouts, Transport, make_transport
+from processors.executors.pool.pause import ServerPause
 from processors.executors.pool.providers import SimProvider, estimate_tokens
 from processors.executors.pool.records import CallContext, PoolResult
 from processors.executors.pool.settings import PoolSettings
@@ -80,6 +84,7 @@ class LLMPool:
         self._own_transport = transport is None
         self.transport = transport or make_transport(s.http, max_connections=s.max_connections)
         default_sim = sim or SimulatedModel()
+        self._pauses: dict[tuple[str, ...], ServerPause] = {}
         self.models = {
             name: build_model(
                 config,
@@ -89,6 +94,7 @@ class LLMPool:
                 environ=environ,
                 clock=clock,
                 rng=self._rng,
+                pauses=self._pauses,
             )
             for name, config in agents.models.items()
         }
@@ -128,16 +134,7 @@ class LLMPool:
         """Every endpoint's live state by model: for /healthz pages and operators."""
         report: dict[str, list[dict[str, Any]]] = {}
         for name, model in self.models.items():
-            report[name] = [
-                {
-                    "endpoint": e.label,
-                    "breaker": e.breaker.state,
-                    "inflight": e.inflight,
-                    "ewma_s": e.ewma_s,
-                    "retry_after_s": max(0.0, e.not_before - self._clock()),
-                }
-                for e in model.endpoints
-            ]
+            report[name] = [e.health() for e in model.endpoints]
         return report
 
     # -- the public call ----------------------------------------------------------------------
@@ -285,7 +282,11 @@ class LLMPool:
                         # With a fallback left, fail over now; the last model waits for its
                         # endpoints (Retry-After, breaker cool-down), up to max_retry_after_s.
                         last = position == len(chain) - 1
-                        pause = max(0.05, min(e.ready_in() for e in candidates))
+                        # Sleep until the first pause or cool-down ends (every waiter wakes
+                        # then, not before); 0 means a half-open breaker's probe is out,
+                        # with no time to wait for, so look again shortly.
+                        ready = min(e.ready_in() for e in candidates)
+                        pause = ready + 0.001 if ready > 0 else 0.05
                         if (
                             not last
                             or paused + pause > s.max_retry_after_s
@@ -314,6 +315,11 @@ class LLMPool:
                         errors.append(f"[{endpoint.label}] {error}")
                         break
                     waited += ticket.waited_s
+                    if endpoint.paused():
+                        # The server asked for a pause while this call waited for capacity:
+                        # it waits for the pause (or goes elsewhere) like every other call.
+                        ticket.give_back()
+                        continue
                     if not endpoint.breaker.acquire():
                         ticket.give_back()
                         continue
@@ -329,7 +335,7 @@ class LLMPool:
                             ticket.give_back()
                             raise
                         ticket.settle(0)
-                        self._failed(endpoint, error, per_model)
+                        endpoint.failed(error, functools.partial(self._backoff, per_model))
                         errors.append(f"[{endpoint.label}] {error}")
                         if not error.endpoint_specific:
                             break
@@ -365,15 +371,6 @@ class LLMPool:
         raise PoolError(
             f"model {names} failed after {attempts} attempt(s): {detail}"[:2000], attempts=attempts
         )
-
-    def _failed(self, endpoint: Endpoint, error: ProviderError, retry: int) -> None:
-        if error.counts_as_failure:
-            endpoint.record(False)
-        else:
-            endpoint.breaker.release()
-        if error.kind == "rate_limited" or error.retry_after_s is not None:
-            wait = error.retry_after_s if error.retry_after_s is not None else self._backoff(retry)
-            endpoint.not_before = max(endpoint.not_before, self._clock() + wait)
 
     async def _attempt(
         self,
@@ -418,6 +415,9 @@ class LLMPool:
             async with asyncio.timeout(timeout):
                 if ctx.priority == "batch" and endpoint.batch_slots is not None:
                     async with endpoint.batch_slots:
+                        # The slot may have taken a while: a pause that began meanwhile
+                        # holds this call too (within the attempt's timeout).
+                        await endpoint.pause.wait()
                         if endpoint.batcher is not None and sink is None:
                             return await endpoint.batched(attempt)
                         return await endpoint.provider.complete(attempt, timeouts, sink)

@@ -5,7 +5,8 @@ whole (``parse``) or streamed (``parse_stream``); this class sends it, maps
 error statuses to :class:`~processors.executors.pool.errors.ProviderError` kinds and
 keeps the credential out of every message. Streaming is used only when
 someone listens (``on_delta``) and the endpoint allows it, since a streamed
-answer costs more to parse than a whole one.
+answer costs more to parse than a whole one; what comes back is read by its
+content type, since some compatible servers answer a streamed request whole.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from processors.agents.model_types import LLMRequest, LLMResponse, ModelError
 from processors.executors.pool.errors import ErrorKind, ProviderError
 from processors.executors.pool.http import (
+    StreamReply,
     Timeouts,
     Transport,
     error_detail,
@@ -88,11 +90,11 @@ class HttpProvider:
                 async with self.transport.stream(self.url, self.headers, data, timeouts) as reply:
                     if reply.status != 200:
                         raise self._error(reply.status, reply.headers, await reply.read())
-                    return await self.parse_stream(request, sse_events(reply.lines()), on_delta)
+                    return await self._streamed(request, reply, on_delta)
             whole = await self.transport.post(self.url, self.headers, data, timeouts)
             if whole.status != 200:
                 raise self._error(whole.status, whole.headers, whole.body)
-            return self.parse(request, loads_object(whole.body, "response"))
+            return self._whole(request, whole.body, media_type(whole.headers))
         except ProviderError as error:
             safe = redact(str(error), self.secrets)
             if safe != str(error):
@@ -100,6 +102,47 @@ class HttpProvider:
                     error.kind, safe, retry_after_s=error.retry_after_s, status=error.status
                 ) from None
             raise
+
+    def _whole(self, request: LLMRequest, body: bytes, kind: str) -> LLMResponse:
+        """A whole answer; a malformed one is reported with the content type it came as."""
+        try:
+            return self.parse(request, loads_object(body, "response"))
+        except ProviderError as error:
+            if error.kind != "malformed":
+                raise
+            raise ProviderError("malformed", f"{error} (content type {kind or 'none'})") from None
+
+    async def _streamed(
+        self, request: LLMRequest, reply: StreamReply, on_delta: DeltaSink
+    ) -> LLMResponse:
+        """A streamed request's answer: events, or the whole answer if the server sent one.
+
+        Some compatible servers ignore ``stream: true`` and answer plain JSON;
+        its content type says so, and it is read like a non-streamed answer
+        (its text reaches ``on_delta`` as one piece). A missing content type
+        is read as events, as before; anything else is refused by name.
+        """
+        kind = media_type(reply.headers)
+        if kind in ("text/event-stream", ""):
+            try:
+                return await self.parse_stream(request, sse_events(reply.lines()), on_delta)
+            except ProviderError as error:
+                if error.kind != "malformed":
+                    raise
+                raise ProviderError(
+                    "malformed", f"{error} (content type {kind or 'none'})"
+                ) from None
+        body = await reply.read()
+        if kind == "application/json" or kind.endswith("+json"):
+            response = self._whole(request, body, kind)
+            if response.content:
+                await on_delta(response.content)
+            return response
+        raise ProviderError(
+            "malformed",
+            f"answer of content type {kind} to a streamed request (expected "
+            f"text/event-stream or application/json): {error_detail(body, self.secrets, 200)}",
+        )
 
     async def complete_batch(
         self, requests: Sequence[LLMRequest], timeouts: Timeouts
@@ -109,6 +152,11 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         return None  # the transport is the pool's, shared by endpoints
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The content type without parameters, lower-cased ("" when the server sent none)."""
+    return headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
 def stream_error(document: Mapping[str, Any]) -> ProviderError:
