@@ -19,7 +19,8 @@ Every collection's pause is observed in ``agentstream_gc_pause_seconds`` by
 generation, and how late the event loop runs a timer in
 ``agentstream_event_loop_lag_seconds`` (a busy or blocked loop delays every
 Kafka round trip of every partition the worker owns), so a regression shows on
-the worker's ``/metrics``.
+the worker's ``/metrics``. The same watcher measures how busy the loop's thread
+is and from that the worker's capacity and headroom (:class:`CapacityMeter`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,29 @@ EVENT_LOOP_LAG = Histogram(
     "agentstream_event_loop_lag_seconds",
     "How much later than asked the worker's event loop woke a sleeping task.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+BUSY_RATIO = Gauge(
+    "agentstream_worker_busy_ratio",
+    "Share of the last window the worker's event-loop thread was on a CPU (its thread"
+    " CPU time over wall time, 0 to 1). Every Kafka client, decision and call of the"
+    " worker runs on that one thread, so it saturates at 1 whatever the machine's"
+    " cores; a loop waiting for a CPU other processes hold shows as event-loop lag.",
+)
+CAPACITY = Gauge(
+    "agentstream_worker_capacity_steps_per_second",
+    "Steps/s this worker could sustain, estimated from its busy time per step: the"
+    " steps of the last window over the loop thread's CPU seconds in it (the steps/s"
+    " a fully busy loop would do at the same cost per step). Steps: model and tool"
+    " results its engine applied; without an engine, calls its executors finished."
+    " Low at light load, where each step costs more CPU than in full batches; kept"
+    " from the last window with at least 20 steps.",
+)
+HEADROOM = Gauge(
+    "agentstream_worker_headroom_ratio",
+    "Share of the estimated capacity unused: 1 - (steps/s now) /"
+    " agentstream_worker_capacity_steps_per_second, which is 1 - the busy ratio of"
+    " the event-loop thread. Near 0 the worker cannot take more load.",
 )
 
 DEFAULT_GC_THRESHOLD: tuple[int, int, int] = (50_000, 20, 100)
@@ -104,13 +128,53 @@ def freeze_startup_objects() -> None:
     )
 
 
-async def watch_event_loop_lag(interval_s: float = 0.25) -> None:
-    """Observe the loop's lag every ``interval_s`` until cancelled."""
+class CapacityMeter:
+    """Busy ratio, capacity and headroom of the worker over windows of ``window_s``.
+
+    Busy time is the CPU time of the thread that runs the event loop
+    (``time.thread_time()``, so :meth:`tick` must run on the loop): CPU spent elsewhere
+    (the broker, other workers) does not count against this worker's capacity.
+    ``steps`` returns the worker's steps so far (a counter).
+    """
+
+    MIN_STEPS = 20
+    """Fewer steps in a window say too little about the cost of one."""
+
+    def __init__(self, steps: Callable[[], float], window_s: float = 10.0) -> None:
+        self._steps = steps
+        self.window_s = window_s
+        self._started = time.monotonic()
+        self._busy = time.thread_time()
+        self._done = steps()
+
+    def tick(self) -> bool:
+        """Update the gauges if a window has passed; True when it did."""
+        now = time.monotonic()
+        wall = now - self._started
+        if wall < self.window_s:
+            return False
+        busy_now, done_now = time.thread_time(), self._steps()
+        busy = min(1.0, max(0.0, (busy_now - self._busy) / wall))
+        steps = done_now - self._done
+        self._started, self._busy, self._done = now, busy_now, done_now
+        BUSY_RATIO.set(busy)
+        HEADROOM.set(1.0 - busy)
+        if steps >= self.MIN_STEPS and busy > 0:
+            CAPACITY.set(steps / (busy * wall))
+        return True
+
+
+async def watch_event_loop_lag(
+    interval_s: float = 0.25, capacity: CapacityMeter | None = None
+) -> None:
+    """Observe the loop's lag (and ``capacity``) every ``interval_s`` until cancelled."""
     loop = asyncio.get_running_loop()
     while True:
         asked = loop.time()
         await asyncio.sleep(interval_s)
         EVENT_LOOP_LAG.observe(max(0.0, loop.time() - asked - interval_s))
+        if capacity is not None:
+            capacity.tick()
 
 
 def install_event_loop_policy(env: Mapping[str, str]) -> str:

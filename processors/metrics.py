@@ -8,10 +8,27 @@ All live in the default registry that ``/metrics`` of the worker serves.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from schemas import COMMAND_NAMES, EVENT_NAMES
+
+if TYPE_CHECKING:
+    from processors.core import SessionState
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Sessions last from tens of milliseconds (simulated model) to the idle timeout of
+# an open conversation.
+_SESSION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+COMMAND_OUTCOMES = ("applied", "duplicate", "rejected", "error")
+DLQ_SOURCES: dict[str, tuple[str, ...]] = {
+    "engine": ("undecodable", "rejected", "error"),
+    "llm": ("undecodable", "error"),
+    "tools": ("undecodable", "error"),
+}
+"""The (source, reason) pairs the engine and the executors dead-letter with."""
 
 COMMANDS = Counter(
     "agentstream_engine_commands_total",
@@ -74,8 +91,33 @@ DLQ_RECORDS = Counter(
     "agentstream_dlq_records_total", "Records sent to the dead-letter topic.", ["source", "reason"]
 )
 OWNED_PARTITIONS = Gauge("agentstream_engine_partitions", "Inbox partitions this engine owns.")
+INBOX_PARTITIONS = Gauge(
+    "agentstream_engine_inbox_partitions",
+    "Partitions of the inbox topic, as an engine knows them (0 in a worker without an"
+    " engine): more than the sum of agentstream_engine_partitions means some partition"
+    " has no engine and its sessions stand still.",
+)
+SESSIONS_LIMIT = Gauge(
+    "agentstream_engine_sessions_limit",
+    "Most live sessions an engine keeps in memory per owned partition"
+    " (AGENTSTREAM_MAX_SESSIONS); beyond it the least recently used are evicted and"
+    " re-read from their snapshots when next needed.",
+)
+SESSION_SECONDS = Histogram(
+    "agentstream_session_duration_seconds",
+    "Time from a session's start to its terminal event (event times), by agent and"
+    " outcome (completed, failed, cancelled); observed when the terminal event commits.",
+    ["agent", "outcome"],
+    buckets=_SESSION_BUCKETS,
+)
 WORK_IN_FLIGHT = Gauge(
     "agentstream_executor_in_flight", "Work items started and not finished.", ["executor"]
+)
+EXECUTOR_SLOTS = Gauge(
+    "agentstream_executor_slots",
+    "Calls an executor may have in flight at once (AGENTSTREAM_MAX_IN_FLIGHT);"
+    " agentstream_executor_in_flight of them are in use.",
+    ["executor"],
 )
 WORK_SECONDS = Histogram(
     "agentstream_executor_call_seconds",
@@ -124,6 +166,58 @@ def event_counter(name: str) -> Counter:
 
 
 @functools.cache
+def _session_duration(agent: str, outcome: str) -> Histogram:
+    return SESSION_SECONDS.labels(agent, outcome)
+
+
+def session_ended(state: SessionState) -> None:
+    """Observe ``state``'s duration if it is terminal (agents come from the agents
+    file and outcomes are three, so the label values are bounded)."""
+    if state.terminal:
+        seconds = max(0, state.updated_ms - state.started_ms) / 1000
+        _session_duration(state.agent, state.status).observe(seconds)
+
+
+@functools.cache
 def work_outcome(executor: str, outcome: str) -> tuple[Counter, Histogram]:
     """``WORK_ITEMS`` and ``WORK_SECONDS`` for one executor and outcome."""
     return WORK_ITEMS.labels(executor, outcome), WORK_SECONDS.labels(executor, outcome)
+
+
+STEP_RESULTS = ("LLMCallResult", "ToolCallResult")
+"""A step is a model or tool call that came back (as the load generator counts them)."""
+
+
+def _total(counter: Counter, **labels: str) -> float:
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def steps_done(roles: Collection[str]) -> Callable[[], float]:
+    """The steps a worker with ``roles`` moved so far: results its engine applied, or,
+    without an engine, calls its executors finished (in a worker with both, each step
+    passes through both, and the engine's count is the session's)."""
+    if "engine" in roles:
+        return lambda: sum(_total(COMMANDS, type=t, outcome="applied") for t in STEP_RESULTS)
+    return lambda: _total(WORK_ITEMS)
+
+
+def _initialise() -> None:
+    """Create the labelled series alerts and ratios read, at 0: a series that first
+    appears at 1 makes ``increase()`` read 0, so the first dead letter went unseen."""
+    for name in COMMAND_NAMES:
+        for outcome in COMMAND_OUTCOMES:
+            command_counter(name, outcome)
+    for name in EVENT_NAMES:
+        event_counter(name)
+    for source, reasons in DLQ_SOURCES.items():
+        for reason in reasons:
+            DLQ_RECORDS.labels(source, reason)
+
+
+_initialise()
