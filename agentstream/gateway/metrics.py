@@ -7,7 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 REQUESTS = Counter(
     "agentstream_api_requests_total",
     "HTTP requests answered, by route (the route's name, one per path template) and"
-    " status code (a status class is a regex away: status=~\"5..\"; the codes the API"
+    ' status code (a status class is a regex away: status=~"5.."; the codes the API'
     " answers with are few).",
     ["route", "status"],
 )
