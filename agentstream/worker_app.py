@@ -26,6 +26,7 @@ import mode
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from agentstream.process_tuning import (
+    CapacityMeter,
     freeze_startup_objects,
     gc_threshold_from_env,
     install_event_loop_policy,
@@ -37,6 +38,7 @@ from processors.engine.service import SessionEngine
 from processors.executors.llm_executor import LLMExecutor
 from processors.executors.tool_runner import ToolRunner
 from processors.executors.work_executor import ResultProducer, WorkExecutor
+from processors.metrics import steps_done
 from processors.settings import EngineSettings, ExecutorSettings
 from streams.catalogue import Catalogue
 from streams.consumer import GROUP_HEARTBEAT_INTERVAL_MS, GROUP_SESSION_TIMEOUT_MS
@@ -185,7 +187,10 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
                 logging.getLogger(name).setLevel(max(min(handler_levels), logging.INFO))
             await components.start()
             freeze_startup_objects()
-            self._lag_watch = asyncio.create_task(watch_event_loop_lag(), name="loop-lag")
+            capacity = CapacityMeter(steps_done(components.roles))
+            self._lag_watch = asyncio.create_task(
+                watch_event_loop_lag(capacity=capacity), name="loop-lag"
+            )
 
         async def on_stop(self) -> None:
             watch = getattr(self, "_lag_watch", None)

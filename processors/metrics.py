@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas import COMMAND_NAMES, EVENT_NAMES
+from streams.lag import LagGauge as LagGauge  # the engine's and executors' lag, one gauge
 
 if TYPE_CHECKING:
     from processors.core import SessionState
@@ -163,6 +164,12 @@ def command_counter(name: str, outcome: str) -> Counter:
 def event_counter(name: str) -> Counter:
     """``EVENTS`` for one event type."""
     return EVENTS.labels(name)
+
+
+def engine_limits(inbox_partitions: int, max_sessions: int) -> None:
+    """Set what an engine's ownership and memory are measured against."""
+    INBOX_PARTITIONS.set(inbox_partitions)
+    SESSIONS_LIMIT.set(max_sessions)
 
 
 @functools.cache

@@ -40,6 +40,7 @@ from schemas import EVENT_NAMES, Codec, SchemaError
 from streams.catalogue import Catalogue
 from streams.clients import new_consumer
 from streams.dlq import dead_letter_of
+from streams.lag import LagGauge, fetch_positions
 from streams.producer import OutgoingRecord, Producer
 from streams.settings import KafkaSettings
 
@@ -128,6 +129,8 @@ class Projector:
         self._stopping = asyncio.Event()
         self._applied_counter = EVENTS_APPLIED.labels(self.stream)
         self._batch_timer = BATCH_SECONDS.labels(self.stream)
+        DEAD_LETTERS.labels(self.stream)  # at 0, so the first dead letter shows in increase()
+        self._lag = LagGauge(self.group_id)
 
     async def start(self) -> None:
         self._dlq = Producer(self.kafka, self.codec)
@@ -207,6 +210,8 @@ class Projector:
         consumer = self._consumer
         assert consumer is not None
         while not self._stopping.is_set():
+            if self._lag.due():  # between batches, what is fetched is stored in Postgres
+                await self._lag.update(consumer, await fetch_positions(consumer))
             batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch_records)
             if not batches:
                 continue

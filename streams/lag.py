@@ -16,11 +16,13 @@ whole pipeline per group and partition.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,16 @@ class LagGauge:
         computing positions in between)."""
         return time.monotonic() - self._last >= self.interval_s
 
-    async def update(self, consumer: AIOKafkaConsumer, done: Mapping[TopicPartition, int]) -> None:
+    async def update(
+        self, consumer: AIOKafkaConsumer | None, done: Mapping[TopicPartition, int]
+    ) -> None:
         """Set the lag of every partition in ``done`` (position done up to); partitions
         reported last time and missing now (given up) lose their series."""
         if not self.due():
             return
         self._last = time.monotonic()
         ends: dict[TopicPartition, int] = {}
-        if done:
+        if done and consumer is not None:
             try:
                 ends = await consumer.end_offsets(list(done))
             except Exception as error:  # a rebalance or the broker away: next round
@@ -75,8 +79,24 @@ class LagGauge:
             CONSUMER_LAG.remove(*labels)
         self._labels = seen
 
-    def clear(self) -> None:
-        """Drop every series of this member (it stopped)."""
-        for labels in self._labels:
-            CONSUMER_LAG.remove(*labels)
-        self._labels = set()
+
+async def fetch_position(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, timeout_s: float = 0.5
+) -> int | None:
+    """The consumer's fetch position of ``tp`` (past any transaction marker it read);
+    None while it has none (just assigned) or no longer owns ``tp``."""
+    try:
+        position: int = await asyncio.wait_for(consumer.position(tp), timeout_s)
+    except (TimeoutError, IllegalStateError):
+        return None
+    return position
+
+
+async def fetch_positions(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """:func:`fetch_position` of every partition the consumer owns that has one."""
+    positions: dict[TopicPartition, int] = {}
+    for tp in consumer.assignment():
+        position = await fetch_position(consumer, tp)
+        if position is not None:
+            positions[tp] = position
+    return positions

@@ -35,7 +35,8 @@ Handler = Callable[[Gateway, web.Request], Awaitable[web.StreamResponse]]
 def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a handler: its errors -> their JSON answers (:func:`api_error_for`); metrics."""
     timer = REQUEST_SECONDS.labels(name)
-    counters: dict[int, Any] = {}
+    # 5xx at 0 from the start, so the first one shows in increase() and rate().
+    counters: dict[int, Any] = {code: REQUESTS.labels(name, str(code)) for code in (500, 503)}
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -44,6 +45,7 @@ def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.
         except Exception as error:
             api_error = api_error_for(error, name)
             if api_error is None:
+                counters[500].inc()  # aiohttp answers 500 for what escapes
                 raise
             if api_error is error:  # refused on purpose, not a dependency away
                 REJECTIONS.labels(api_error.code).inc()

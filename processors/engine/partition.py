@@ -113,6 +113,7 @@ class PartitionEngine:
         transaction opens and writes on one while the other's commit completes."""
         self._turn = 0
         self.cache = SessionCache(max_sessions)
+        metrics.engine_limits(catalogue.inbox.partitions, max_sessions)
         self._catalogue = catalogue
         self._codec = codec
         self._agents = agents
@@ -307,6 +308,7 @@ class PartitionEngine:
             if offset > self.committed_events_offset:
                 self.committed_events_offset = offset
             self.arm(state)
+            metrics.session_ended(state)
             if pending.get(session_id) is state:  # not superseded by a later batch
                 del pending[session_id]
         metrics.BATCH_SECONDS.observe(committed - batch.started)

@@ -81,6 +81,7 @@ class SessionEngine:
         self.agents = agents
         self.codec = codec or Codec()
         self.group_id = f"{kafka.topic_prefix}.engine"
+        self._lag = metrics.LagGauge(self.group_id)
         self.lanes: dict[int, Lane] = {}
         self.recoveries: list[RecoveryStats] = []
         self._pool = pool
@@ -393,6 +394,7 @@ class SessionEngine:
             for e in engines
             if e.next_inbox_offset is not None
         }
+        await self._lag.update(consumer, offsets)
         if consumer is None or not offsets:
             return
         try:

@@ -31,6 +31,7 @@ from schemas import Codec, SchemaError
 from streams.catalogue import Catalogue, TopicSpec
 from streams.clients import new_group_consumer, new_producer
 from streams.dlq import dead_letter_of
+from streams.lag import fetch_position
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,8 @@ class WorkExecutor:
         )
         self._item_age = metrics.WORK_ITEM_AGE.labels(name)
         self._result_send = metrics.RESULT_SEND_SECONDS.labels(name)
+        self._lag = metrics.LagGauge(self.group_id)
+        metrics.EXECUTOR_SLOTS.labels(name).set(self.settings.max_in_flight)
 
     def stats(self) -> ExecutorStats:
         in_flight = self.started_count - self.finished_count
@@ -248,8 +251,37 @@ class WorkExecutor:
             await asyncio.sleep(self.settings.commit_interval_s)
             try:
                 await self._commit()
+                if self._lag.due():
+                    await self._lag.update(self._consumer, await self._done_positions())
             except Exception:
                 log.exception("%s: offset commit failed (will retry)", self.name)
+
+    async def _done_positions(self) -> dict[TopicPartition, int]:
+        """Per owned partition, the offset this executor is done up to: its lowest
+        unfinished item or, with none under way, the fetch position, which is past the
+        marker that ends the engine's transaction (a committed offset stops before it).
+
+        The fetch position counts as done only while no slot is awaited: ``_run`` starts
+        every fetched record without suspending unless it waits for a slot, so then
+        every record handed out is started and, with none in flight, finished.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        fetched_all_started = not self._slots.locked()
+        done: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            progress = self._progress.get(tp)
+            lowest = progress.committable() if progress is not None else None
+            if progress is not None and progress.in_flight and lowest is not None:
+                done[tp] = lowest
+            elif fetched_all_started:
+                position = await fetch_position(consumer, tp)
+                if position is not None:  # none yet: just assigned, measured next time
+                    done[tp] = position
+            elif lowest is not None:
+                done[tp] = lowest
+        return done
 
     async def _commit(self, final: bool = False) -> None:
         consumer = self._consumer
