@@ -12,6 +12,7 @@ Import from the modules; this package re-exports nothing, so that importing
     admin        ensure_topics ...      create, describe and compare topics against the catalogue
     jsonlines    validate_lines ...     validate a JSON-lines file before anything is sent
     dlq          dead_letter ...        DLQ records with origin and error headers
+    lag          LagGauge, ...          consumer lag per group and partition, as components see it
     tuning       ...                    aiokafka knobs the engine's transactions need
     errors       StreamsError ...       the streams layer's part of the error tree
 """
