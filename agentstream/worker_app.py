@@ -158,6 +158,7 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
     app = faust.App(
         f"{kafka.topic_prefix}.worker",
         broker=[f"kafka://{server}" for server in kafka.bootstrap.split(",")],
+        broker_credentials=kafka.security.faust_credentials(),  # as every client of ours
         store="memory://",
         web_host="127.0.0.1",
         web_port=web_port,

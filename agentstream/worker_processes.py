@@ -75,6 +75,7 @@ def start_worker(
         AGENTSTREAM_TOPIC_PREFIX=kafka.topic_prefix,
         AGENTSTREAM_PARTITIONS=str(kafka.partitions),
         AGENTSTREAM_REPLICATION_FACTOR=str(kafka.replication_factor),
+        **kafka.security.environ(),
     )
     with open(log_path, "ab") as log:
         process = subprocess.Popen(

@@ -4,6 +4,8 @@ Import from the modules; this package re-exports nothing, so that importing
 ``streams.settings`` (the CLI parser does) does not load aiokafka. The map::
 
     settings     KafkaSettings          where Kafka is and how to reach it, from AGENTSTREAM_*
+    security     KafkaSecurity          TLS and SASL settings of every client; login errors
+    acls         plan_acls ...          least-privilege ACLs per role, kafka-acls form, apply
     catalogue    Catalogue, TopicSpec   topic names, partitions, retention (spelled only here)
     clients      new_producer, ...      every Kafka client the product builds
     partitioner  murmur2, ...           Java's default partitioner, bit for bit

@@ -27,7 +27,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
 
 from streams.catalogue import Catalogue, TopicSpec
-from streams.errors import KafkaUnavailableError, StreamsError
+from streams.errors import StreamsError
+from streams.security import connection_failure
 from streams.settings import KafkaSettings
 
 _TOPIC_ALREADY_EXISTS = 36
@@ -112,7 +113,7 @@ async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminCl
         await client.start()
     except KafkaConnectionError as error:
         await client.close()
-        raise KafkaUnavailableError(f"no Kafka broker at {settings.bootstrap}: {error}") from error
+        raise await connection_failure(settings.bootstrap, settings.security, error) from error
     try:
         yield client
     finally:

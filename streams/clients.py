@@ -12,19 +12,72 @@ settings a secured cluster needs) is decided once, in
     new_admin                  topic admin, group descriptions, lag
 
 All return clients that are not started yet; aiokafka binds the running event
-loop when a client is made, so call them inside one.
+loop when a client is made, so call them inside one. Their ``start`` raises a
+:class:`~streams.errors.StreamsError` when no broker lets them in: which setting
+to fix when the cluster refused the login (:func:`~streams.security.connection_failure`),
+:class:`~streams.errors.KafkaUnavailableError` when nothing answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 
 from streams.consumer import consumer_config, group_consumer_config
 from streams.producer import producer_config
+from streams.security import connection_failure
 from streams.settings import KafkaSettings
+
+
+# aiokafka ships no type hints, so its classes are Any to mypy (hence the ignores).
+class _Producer(AIOKafkaProducer):  # type: ignore[misc]
+    def __init__(self, settings: KafkaSettings, **config: Any) -> None:
+        super().__init__(**config)
+        self._agentstream_settings = settings
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except KafkaConnectionError as error:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise await _failure(self._agentstream_settings, error) from error
+
+
+class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]
+    def __init__(self, settings: KafkaSettings, *topics: str, **config: Any) -> None:
+        super().__init__(*topics, **config)
+        self._agentstream_settings = settings
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except KafkaConnectionError as error:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise await _failure(self._agentstream_settings, error) from error
+
+
+class _Admin(AIOKafkaAdminClient):  # type: ignore[misc]
+    def __init__(self, settings: KafkaSettings, **config: Any) -> None:
+        super().__init__(**config)
+        self._agentstream_settings = settings
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except KafkaConnectionError as error:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise await _failure(self._agentstream_settings, error) from error
+
+
+async def _failure(settings: KafkaSettings, error: KafkaConnectionError) -> Exception:
+    return await connection_failure(settings.bootstrap, settings.security, error)
 
 ENGINE_BATCH_BYTES = 1024 * 1024
 """Largest batch of one engine transaction per partition: a batch is one request."""
@@ -33,7 +86,7 @@ ENGINE_REQUEST_BYTES = 4 * 1024 * 1024
 
 def new_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer with our settings (:func:`~streams.producer.producer_config`)."""
-    return AIOKafkaProducer(**producer_config(settings, **overrides))
+    return _Producer(settings, **producer_config(settings, **overrides))
 
 
 def new_transactional_producer(
@@ -58,23 +111,23 @@ def new_transactional_producer(
     )
     config.pop("partitioner")  # the engine places every record itself
     config.update(overrides)
-    return AIOKafkaProducer(**config)
+    return _Producer(settings, **config)
 
 
 def new_consumer(
     settings: KafkaSettings, *topics: str, group_id: str | None = None, **overrides: Any
 ) -> AIOKafkaConsumer:
     """A read_committed consumer with manual commits; no topics: ``assign`` yourself."""
-    return AIOKafkaConsumer(*topics, **consumer_config(settings, group_id=group_id, **overrides))
+    return _Consumer(settings, *topics, **consumer_config(settings, group_id=group_id, **overrides))
 
 
 def new_group_consumer(
     settings: KafkaSettings, group_id: str, **overrides: Any
 ) -> AIOKafkaConsumer:
     """A hot-path consumer group member (:func:`~streams.consumer.group_consumer_config`)."""
-    return AIOKafkaConsumer(**group_consumer_config(settings, group_id, **overrides))
+    return _Consumer(settings, **group_consumer_config(settings, group_id, **overrides))
 
 
 def new_admin(settings: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
     """An admin client (topics, consumer groups, offsets)."""
-    return AIOKafkaAdminClient(**{**settings.client_config(), **overrides})
+    return _Admin(settings, **{**settings.client_config(), **overrides})

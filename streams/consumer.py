@@ -23,8 +23,9 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 
 from schemas import Codec, SchemaError, record_to_json
-from streams.errors import KafkaUnavailableError, TopicNotFoundError
+from streams.errors import TopicNotFoundError
 from streams.partitioner import session_partition
+from streams.security import connection_failure
 from streams.settings import KafkaSettings
 
 
@@ -95,7 +96,7 @@ async def _start(consumer: AIOKafkaConsumer, settings: KafkaSettings) -> None:
     try:
         await consumer.start()
     except KafkaConnectionError as error:
-        raise KafkaUnavailableError(f"no Kafka broker at {settings.bootstrap}: {error}") from error
+        raise await connection_failure(settings.bootstrap, settings.security, error) from error
 
 
 async def topic_partitions(settings: KafkaSettings, topic: str) -> list[TopicPartition]:

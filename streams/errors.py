@@ -3,7 +3,10 @@
 StreamsError                 anything the streams layer refuses or cannot do
  ├── TopicNotFoundError      a topic we need does not exist (run `agentstream topics create`)
  ├── TopicMismatchError      an existing topic differs from the catalogue; never used silently
- └── KafkaUnavailableError   no broker answered at the bootstrap address
+ ├── KafkaUnavailableError   no broker answered at the bootstrap address
+ ├── KafkaSettingsError      (ValueError) security settings that cannot work (names the setting)
+ ├── KafkaAuthenticationError the cluster refused our TLS or SASL login (names the setting)
+ └── KafkaAuthorizationError an ACL refused what a client asked (names the principal's role)
 """
 
 from __future__ import annotations
@@ -29,3 +32,15 @@ class TopicMismatchError(StreamsError):
 
 class KafkaUnavailableError(StreamsError):
     """No broker answered at the bootstrap address."""
+
+
+class KafkaSettingsError(StreamsError, ValueError):
+    """Kafka settings that cannot work; the message names the variable and flag."""
+
+
+class KafkaAuthenticationError(StreamsError):
+    """The cluster refused the connection's TLS or SASL set-up."""
+
+
+class KafkaAuthorizationError(StreamsError):
+    """A Kafka ACL refused an operation (topic, group, transactional id or cluster)."""

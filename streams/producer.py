@@ -30,8 +30,9 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from schemas import Codec
-from streams.errors import KafkaUnavailableError, TopicMismatchError
+from streams.errors import TopicMismatchError
 from streams.partitioner import murmur2_partitioner, partition_for_key
+from streams.security import connection_failure
 from streams.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, bytes]]
@@ -127,8 +128,8 @@ class Producer:
             await producer.start()
         except KafkaConnectionError as error:
             await producer.stop()
-            raise KafkaUnavailableError(
-                f"no Kafka broker at {self.settings.bootstrap}: {error}"
+            raise await connection_failure(
+                self.settings.bootstrap, self.settings.security, error
             ) from error
         self._producer = producer
 

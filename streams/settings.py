@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from streams.security import KafkaSecurity
 
 ENV_PREFIX = "AGENTSTREAM_"
 
@@ -43,6 +45,9 @@ class KafkaSettings:
     stall. Too short and empty fetches burn the broker's and our CPU; too long and
     that stall adds latency (the trade-off measured with ``bench_engine``,
     docs/benchmarks.md)."""
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    """TLS and SASL settings (``AGENTSTREAM_KAFKA_SECURITY_PROTOCOL`` etc.,
+    :mod:`streams.security`); every client gets them through :meth:`client_config`."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap.strip():
@@ -61,10 +66,10 @@ class KafkaSettings:
         """How every Kafka client of ours reaches the cluster (aiokafka keyword arguments).
 
         The one place that knows it: producers, consumers and admin clients all
-        start from this (:mod:`streams.clients`), so a setting added here (for
-        example a secured listener's) reaches every client at once.
+        start from this (:mod:`streams.clients`), so a setting added here reaches
+        every client at once: the security settings do (one shared TLS context).
         """
-        return {"bootstrap_servers": self.bootstrap}
+        return {"bootstrap_servers": self.bootstrap, **self.security.client_config()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -85,6 +90,7 @@ class KafkaSettings:
             fetch_max_wait_ms=_int(
                 env, f"{ENV_PREFIX}FETCH_MAX_WAIT_MS", defaults.fetch_max_wait_ms
             ),
+            security=KafkaSecurity.from_env(env),
         )
 
 

@@ -29,18 +29,51 @@ if TYPE_CHECKING:
 
 
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--bootstrap``, ``--prefix``, ``--partitions``: each overrides its AGENTSTREAM_ variable."""
+    """The Kafka options every streams command shares; each overrides its AGENTSTREAM_ variable.
+
+    ``--bootstrap``, ``--prefix``, ``--partitions`` and the security settings of
+    :mod:`streams.security` (``--security-protocol``, ``--sasl-*``, ``--ssl-*``).
+    """
     group = parser.add_argument_group("Kafka (defaults from AGENTSTREAM_* variables)")
     group.add_argument("--bootstrap", help="host:port list (AGENTSTREAM_KAFKA_BOOTSTRAP)")
     group.add_argument("--prefix", help="topic name prefix (AGENTSTREAM_TOPIC_PREFIX)")
     group.add_argument(
         "--partitions", type=int, help="partitions of every topic (AGENTSTREAM_PARTITIONS)"
     )
+    from streams.security import MECHANISMS, PROTOCOLS, SETTING_NAMES
+
+    helps = {
+        "protocol": f"{' | '.join(PROTOCOLS)} (default PLAINTEXT)",
+        "sasl_mechanism": f"{' | '.join(MECHANISMS)} (default PLAIN)",
+        "sasl_username": "SASL user name",
+        "sasl_password": "SASL password (prefer the variable: flags show in `ps`)",
+        "ssl_cafile": "PEM file of the CA that signed the brokers' certificates",
+        "ssl_certfile": "PEM client certificate (mutual TLS)",
+        "ssl_keyfile": "PEM private key of the client certificate",
+        "ssl_key_password": "password of the private key",
+    }
+    security = parser.add_argument_group("Kafka security (defaults from AGENTSTREAM_KAFKA_*)")
+    for name, (variable, flag) in SETTING_NAMES.items():
+        security.add_argument(flag, dest=f"kafka_{name}", help=f"{helps[name]} ({variable})")
 
 
 def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
-    """Settings from the environment, with the command-line options on top."""
-    settings = KafkaSettings.from_env()
+    """Settings from the environment, with the command-line options on top.
+
+    A security flag stands in for its variable before the settings are checked,
+    so a password may come from the environment and the user name from a flag;
+    a contradiction (a CA file with PLAINTEXT, say) raises ``KafkaSettingsError``.
+    """
+    import os
+
+    from streams.security import SETTING_NAMES
+
+    environ = dict(os.environ)
+    for name, (variable, _flag) in SETTING_NAMES.items():
+        value = getattr(args, f"kafka_{name}", None)
+        if value is not None:
+            environ[variable] = value
+    settings = KafkaSettings.from_env(environ)
     return dataclasses.replace(
         settings,
         bootstrap=args.bootstrap or settings.bootstrap,
