@@ -19,6 +19,7 @@ from typing import cast
 COMMAND_MODULES: tuple[str, ...] = (
     "infra",
     "topics",
+    "acls",
     "produce",
     "tail",
     "dlq",

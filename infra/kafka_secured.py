@@ -369,4 +369,3 @@ def environ(node: SecuredNode, user: str = ADMIN) -> dict[str, str]:
         "AGENTSTREAM_KAFKA_SASL_PASSWORD": node.users[user],
         "AGENTSTREAM_KAFKA_SSL_CAFILE": str(node.ca.cert),
     }
-

@@ -103,8 +103,12 @@ def _is_local_bootstrap(value: str, cl: kafka.KafkaCluster) -> bool:
 
 
 def _is_local_dsn(value: str, pg: postgres.PgCluster) -> bool:
-    plain = value.replace("postgresql+asyncpg://", "postgresql://", 1)
-    return plain in (pg.dsn, pg.dsn.replace("127.0.0.1", "localhost", 1))
+    """True when the URL names the address our local Postgres serves (whatever the
+    spelling: ``postgres://``, ``postgresql://``, ``postgresql+asyncpg://``, ``localhost``)."""
+    address = postgres.dsn_address(value)
+    return address is not None and address[0] in ("127.0.0.1", "localhost") and (
+        address[1] == pg.port
+    )
 
 
 # ----------------------------------------------------------------------------- up
@@ -147,17 +151,10 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
         bootstrap = local_cl.bootstrap_servers
 
     db_env = os.environ.get(DATABASE_ENV, "").strip()
-    postgres_external = False
-    if (
-        db_env
-        and not _is_local_dsn(db_env, pg)
-        and _run_sync(lambda: postgres.dsn_answers_async(db_env))
-    ):
-        postgres_external = True
+    postgres_external = bool(db_env) and _database_is_external(db_env, pg)
+    if postgres_external:
         database_url = db_env
         progress(f"Postgres: using the server from {DATABASE_ENV}")
-    elif db_env and not _is_local_dsn(db_env, pg):
-        raise InfraError(f"{DATABASE_ENV} is set but that server does not answer")
     else:
         _start_postgres(pg, progress, started)
         database_url = pg.dsn
@@ -177,6 +174,24 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
         kafka_external=kafka_external,
         postgres_external=postgres_external,
     )
+
+
+def _database_is_external(url: str, pg: postgres.PgCluster) -> bool:
+    """True when ``url`` logs in to a server we did not start: use it as it is.
+
+    As for Kafka, that holds on our own port too (another checkout's server, or
+    the user's). False when the URL names our address and ours runs or nothing
+    answers there (then ours is started); an error when nothing usable answers.
+    """
+    local = _is_local_dsn(url, pg)
+    if local and pg.pid() is not None:
+        return False
+    problem = _run_sync(lambda: postgres.dsn_problem(url))
+    if problem is None:
+        return True
+    if local and not port_in_use(postgres.HOST, pg.port):
+        return False
+    raise InfraError(f"{DATABASE_ENV} is set, but logging in there failed: {problem}")
 
 
 def _owned_and_running(bootstrap: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,21 +207,51 @@ async def ensure_database(pg: PgCluster) -> None:
     await dsn_answers_async(pg.dsn, raise_errors=True)
 
 
+def dsn_address(dsn: str) -> tuple[str, int] | None:
+    """(host, port) of a Postgres URL in any spelling we accept, or None if it is not one.
+
+    ``postgres://`` and ``postgresql://`` (libpq's two) and SQLAlchemy's
+    ``postgresql+asyncpg://``; without a port, libpq's 5432.
+    """
+    parts = urllib.parse.urlsplit(dsn.strip())
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return None
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        return None
+    return (parts.hostname or "localhost", port)
+
+
+def libpq_url(dsn: str) -> str:
+    """``dsn`` as asyncpg takes it: SQLAlchemy's driver suffix dropped."""
+    return dsn.strip().replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def dsn_problem(dsn: str, *, wait_s: float = 5.0) -> str | None:
+    """None when we can log in with ``dsn`` and run ``SELECT 1``; else what went wrong."""
+    try:
+        await dsn_answers_async(dsn, raise_errors=True, wait_s=wait_s)
+    except Exception as error:  # any failure is the answer, in words
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 async def dsn_answers_async(dsn: str, *, raise_errors: bool = False, wait_s: float = 5.0) -> bool:
     """True when we can log in with ``dsn`` and run ``SELECT 1``.
 
-    Accepts SQLAlchemy-style URLs (``postgresql+asyncpg://``) as well.
+    Accepts SQLAlchemy-style URLs (``postgresql+asyncpg://``) and libpq's query
+    parameters asyncpg understands (``sslmode``, ``sslrootcert``...) as well.
     """
     import asyncpg
 
-    plain = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
     try:
-        conn = await asyncpg.connect(plain, timeout=wait_s)
+        conn = await asyncpg.connect(libpq_url(dsn), timeout=wait_s)
         try:
             return bool(await conn.fetchval("SELECT 1") == 1)
         finally:
             await conn.close()
-    except (TimeoutError, OSError, asyncpg.PostgresError):
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         if raise_errors:
             raise
         return False

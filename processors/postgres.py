@@ -24,9 +24,12 @@ async def _keep_session(connection: Any) -> None:
 
 
 async def create_pool(database_url: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
-    """An asyncpg pool whose connections are not reset on the server at each release."""
+    """An asyncpg pool whose connections are not reset on the server at each release.
+
+    asyncpg reads the URL itself, libpq's TLS parameters included (``sslmode``,
+    ``sslrootcert``...); SQLAlchemy's ``postgresql+asyncpg://`` spelling is accepted.
+    """
     import asyncpg  # here: the CLI and gateway import this module without needing a pool
 
-    return await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, reset=_keep_session
-    )
+    dsn = database_url.strip().replace("postgresql+asyncpg://", "postgresql://", 1)
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)

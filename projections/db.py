@@ -8,30 +8,115 @@ and LISTEN/NOTIFY are asyncpg features SQLAlchemy does not wrap.
 
 from __future__ import annotations
 
+import os
+import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from agentstream.errors import AgentstreamError
 
-def async_url(url: str) -> str:
-    """``postgresql://...`` -> ``postgresql+asyncpg://...`` (an explicit driver is kept)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    return url
+DATABASE_ENV = "AGENTSTREAM_DATABASE_URL"
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# asyncpg reads libpq's connection and TLS parameters itself and sends any other one
+# to the server as a setting (``application_name``, ``search_path``...). These are
+# libpq client options, which the server would refuse ("unrecognized configuration
+# parameter"); say so up front.
+_UNSUPPORTED = frozenset(
+    "connect_timeout channel_binding gssencmode gssdelegation keepalives keepalives_idle "
+    "keepalives_interval keepalives_count tcp_user_timeout sslcompression sslsni "
+    "sslcertmode requirepeer require_auth hostaddr load_balance_hosts replication "
+    "fallback_application_name".split()
+)
 
 
-def plain_url(url: str) -> str:
-    """The libpq form of ``url`` (what ``asyncpg.connect`` takes)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+class DatabaseUrlError(AgentstreamError, ValueError):
+    """A Postgres URL we cannot use; the message names the part to fix."""
+
+
+def libpq_url(url: str) -> str:
+    """``url`` checked and in the form ``asyncpg.connect`` takes (``postgresql://...``).
+
+    Accepts ``postgres://``, ``postgresql://`` and ``postgresql+asyncpg://``, and
+    libpq's TLS parameters: ``sslmode`` (disable, allow, prefer, require,
+    verify-ca, verify-full), ``sslrootcert`` (a CA file, or ``system`` for the
+    system's CAs), ``sslcert``/``sslkey``/``sslpassword``/``sslcrl``. SQLAlchemy's
+    ``ssl=`` spelling is read as ``sslmode``. Raises :class:`DatabaseUrlError`
+    for what asyncpg (the driver) does not support.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+asyncpg"):
+        raise DatabaseUrlError(
+            f"{DATABASE_ENV}: {parts.scheme or 'no'} scheme; use postgresql://user:pw@host/db"
+        )
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    names = [name for name, _ in query]
+    params = dict(query)
+    if len(params) != len(names):
+        raise DatabaseUrlError(f"{DATABASE_ENV}: a query parameter is given twice: {names}")
+    if "ssl" in params:  # SQLAlchemy's asyncpg dialect documents ?ssl=require
+        if "sslmode" in params:
+            raise DatabaseUrlError(f"{DATABASE_ENV}: give sslmode or ssl, not both")
+        params["sslmode"] = params.pop("ssl")
+    unsupported = sorted(name for name in params if name in _UNSUPPORTED)
+    if unsupported:
+        raise DatabaseUrlError(
+            f"{DATABASE_ENV}: {', '.join(unsupported)} is not supported by asyncpg, the "
+            "driver agentstream uses; remove it (TLS: sslmode, sslrootcert, sslcert, sslkey)"
+        )
+    sslmode = params.get("sslmode")
+    if sslmode is not None and sslmode not in SSLMODES:
+        raise DatabaseUrlError(
+            f"{DATABASE_ENV}: sslmode={sslmode!r}; use one of {', '.join(SSLMODES)}"
+        )
+    if params.get("sslrootcert") == "system":
+        # libpq >= 16 spells "the system's CAs" so; asyncpg wants a file.
+        system = ssl.get_default_verify_paths().cafile
+        if not system or not os.path.isfile(system):
+            raise DatabaseUrlError(
+                f"{DATABASE_ENV}: sslrootcert=system, but this system has no CA file; "
+                "give the CA file's path"
+            )
+        params["sslrootcert"] = system
+        params.setdefault("sslmode", "verify-full")
+    for name in ("sslrootcert", "sslcert", "sslkey", "sslcrl"):
+        path = params.get(name)
+        if path is not None and not os.path.isfile(path):
+            raise DatabaseUrlError(f"{DATABASE_ENV}: {name}={path!r} is not a readable file")
+    if sslmode in ("verify-ca", "verify-full") and "sslrootcert" not in params:
+        default = os.path.expanduser("~/.postgresql/root.crt")
+        if not os.path.isfile(default):
+            raise DatabaseUrlError(
+                f"{DATABASE_ENV}: sslmode={sslmode} needs the server's CA: add "
+                "sslrootcert=<CA file> (or sslrootcert=system)"
+            )
+    rebuilt = parts._replace(scheme="postgresql", query=urllib.parse.urlencode(params))
+    return urllib.parse.urlunsplit(rebuilt)
 
 
 def create_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
-    """An async engine on asyncpg; connections are checked before use (Postgres restarts)."""
+    """An async engine on asyncpg; connections are checked before use (Postgres restarts).
+
+    asyncpg itself reads the URL (:func:`libpq_url`), as it does for the
+    processors' pools: SQLAlchemy would pass libpq's query parameters
+    (``sslmode``...) to ``asyncpg.connect`` as keyword arguments it has not got.
+    """
+    dsn = libpq_url(url)
+
+    async def connect() -> Any:
+        import asyncpg
+
+        return await asyncpg.connect(dsn)
+
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        "postgresql+asyncpg://",
+        async_creator=connect,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
     )
 
 

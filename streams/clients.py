@@ -10,6 +10,7 @@ settings a secured cluster needs) is decided once, in
     new_consumer               read_committed, manual commit, no group (replay, SSE, tail)
     new_group_consumer         a hot-path consumer group member (engine, executors, projector)
     new_admin                  topic admin, group descriptions, lag
+    started_client             a bare, bootstrapped client for requests none of those wrap (ACLs)
 
 All return clients that are not started yet; aiokafka binds the running event
 loop when a client is made, so call them inside one. Their ``start`` raises a
@@ -21,9 +22,10 @@ to fix when the cluster refused the login (:func:`~streams.security.connection_f
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
@@ -79,6 +81,7 @@ class _Admin(AIOKafkaAdminClient):  # type: ignore[misc]
 async def _failure(settings: KafkaSettings, error: KafkaConnectionError) -> Exception:
     return await connection_failure(settings.bootstrap, settings.security, error)
 
+
 ENGINE_BATCH_BYTES = 1024 * 1024
 """Largest batch of one engine transaction per partition: a batch is one request."""
 ENGINE_REQUEST_BYTES = 4 * 1024 * 1024
@@ -131,3 +134,19 @@ def new_group_consumer(
 def new_admin(settings: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
     """An admin client (topics, consumer groups, offsets)."""
     return _Admin(settings, **{**settings.client_config(), **overrides})
+
+
+@contextlib.asynccontextmanager
+async def started_client(settings: KafkaSettings, **overrides: Any) -> AsyncIterator[Any]:
+    """A bootstrapped ``AIOKafkaClient`` (``send(node, request)``), closed on exit."""
+    config = {**settings.client_config(), "request_timeout_ms": 30_000, **overrides}
+    client = AIOKafkaClient(**config)
+    try:
+        await client.bootstrap()
+    except KafkaConnectionError as error:
+        await client.close()
+        raise await _failure(settings, error) from error
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -29,7 +29,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from streams.errors import (
     KafkaAuthenticationError,
@@ -113,7 +113,7 @@ class KafkaSecurity:
         if self.ssl_keyfile and not self.ssl_certfile:
             self._refuse("ssl_keyfile", f"is set without {setting('ssl_certfile')}")
 
-    def _refuse(self, name: str, problem: str) -> None:
+    def _refuse(self, name: str, problem: str) -> NoReturn:
         raise KafkaSettingsError(f"{setting(name)} {problem}")
 
     @property
@@ -125,6 +125,15 @@ class KafkaSecurity:
     def sasl(self) -> bool:
         """True when connections log in with a user name and password."""
         return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def principal(self) -> str:
+        """Who the cluster will see, as far as these settings tell (for messages)."""
+        if self.sasl:
+            return f"User:{self.sasl_username}"
+        if self.ssl_certfile:
+            return f"the subject of {self.ssl_certfile}"
+        return "User:ANONYMOUS"
 
     @cached_property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -138,7 +147,7 @@ class KafkaSecurity:
             if path and not os.path.isfile(path):
                 self._refuse(name, f"names {path!r}, which is not a readable file")
         try:
-            return create_ssl_context(
+            context: ssl.SSLContext = create_ssl_context(
                 cafile=self.ssl_cafile,
                 certfile=self.ssl_certfile,
                 keyfile=self.ssl_keyfile,
@@ -147,7 +156,7 @@ class KafkaSecurity:
         except ssl.SSLError as error:
             which = "ssl_certfile" if self.ssl_certfile else "ssl_cafile"
             self._refuse(which, f"could not be loaded: {error}")
-            raise  # unreachable: _refuse raised
+        return context
 
     def client_config(self) -> dict[str, Any]:
         """aiokafka keyword arguments (none for a plaintext connection)."""
@@ -186,6 +195,25 @@ class KafkaSecurity:
             if getattr(self, name) is not None
         }
         return values
+
+    def java_properties(self) -> list[str]:
+        """The same login for Kafka's Java tools (``--command-config``); password elided."""
+        lines = [f"security.protocol={self.protocol}"]
+        if self.sasl:
+            module = {
+                "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+            }.get(self.sasl_mechanism, "org.apache.kafka.common.security.scram.ScramLoginModule")
+            lines.append(f"sasl.mechanism={self.sasl_mechanism}")
+            lines.append(
+                f'sasl.jaas.config={module} required username="{self.sasl_username}" '
+                'password="<password>";'
+            )
+        if self.ssl_cafile:
+            lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={self.ssl_cafile}"]
+        if self.ssl_certfile:
+            # Kafka's PEM key store wants the PKCS#8 key and the certificate in one file.
+            lines += ["ssl.keystore.type=PEM", "ssl.keystore.location=<key and certificate>.pem"]
+        return lines
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSecurity:

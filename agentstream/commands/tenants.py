@@ -9,9 +9,14 @@ accepting the key at once.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import urllib.parse
+from collections.abc import Callable
 from typing import Any
+
+from agentstream.errors import AgentstreamError
 
 
 def register(subparsers: Any) -> None:
@@ -44,15 +49,23 @@ def register(subparsers: Any) -> None:
     list_.set_defaults(func=run_list)
 
 
+class DatabaseUnavailable(AgentstreamError):
+    """Postgres refused or did not answer (the message says which and why)."""
+
+
 def _run(args: argparse.Namespace, action: Any) -> Any:
     import asyncio
 
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
     from agentstream.gateway.settings import GatewaySettings
     from agentstream.gateway.tenants import TenantStore
-    from projections.db import create_engine
+    from projections.db import create_engine, libpq_url
     from projections.migrate import upgrade
 
     url = args.database_url or GatewaySettings.from_env().database_url
+    host = urllib.parse.urlsplit(libpq_url(url)).hostname  # checks the URL first
 
     async def main() -> Any:
         await upgrade(url)
@@ -62,7 +75,12 @@ def _run(args: argparse.Namespace, action: Any) -> Any:
         finally:
             await engine.dispose()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, DBAPIError) as error:
+        raise DatabaseUnavailable(
+            f"cannot use Postgres at {host}: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _failed(error: Exception) -> int:
@@ -70,6 +88,20 @@ def _failed(error: Exception) -> int:
     return 1
 
 
+def _reported(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A refused URL or an unreachable Postgres: one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except AgentstreamError as error:
+            return _failed(error)
+
+    return run
+
+
+@_reported
 def run_create(args: argparse.Namespace) -> int:
     from agentstream.gateway.tenants import TenantError
 
@@ -85,6 +117,7 @@ def run_create(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reported
 def run_key(args: argparse.Namespace) -> int:
     from agentstream.gateway.tenants import TenantError
 
@@ -98,6 +131,7 @@ def run_key(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reported
 def run_revoke(args: argparse.Namespace) -> int:
     revoked = _run(args, lambda store: store.revoke(args.target))
     if not revoked:
@@ -107,6 +141,7 @@ def run_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reported
 def run_list(args: argparse.Namespace) -> int:
     tenants = _run(args, lambda store: store.list())
     for name, rate, burst, keys in tenants:

@@ -21,7 +21,7 @@ import asyncpg
 
 from agentstream.gateway.errors import unauthorized
 from agentstream.gateway.tenants import NOTIFY_CHANNEL, Tenant, TenantStore, hash_key
-from projections.db import plain_url
+from projections.db import libpq_url
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Authenticator:
 
     async def listen(self, database_url: str) -> None:
         """Start clearing the cache on every revocation (LISTEN agentstream_api_keys)."""
-        self._listen_task = asyncio.create_task(self._listen(plain_url(database_url)))
+        self._listen_task = asyncio.create_task(self._listen(libpq_url(database_url)))
 
     async def _listen(self, url: str) -> None:
         def on_notify(*_: Any) -> None:
