@@ -24,11 +24,10 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError
 
 from streams.catalogue import Catalogue, TopicSpec
 from streams.errors import StreamsError
-from streams.security import connection_failure
+from streams.security import start_failure
 from streams.settings import KafkaSettings
 
 _TOPIC_ALREADY_EXISTS = 36
@@ -111,9 +110,12 @@ async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminCl
     client = AIOKafkaAdminClient(**settings.client_config(), request_timeout_ms=30_000)
     try:
         await client.start()
-    except KafkaConnectionError as error:
+    except Exception as error:
         await client.close()
-        raise await connection_failure(settings.bootstrap, settings.security, error) from error
+        explained = await start_failure(settings.bootstrap, settings.security, error)
+        if explained is None:
+            raise
+        raise explained from error
     try:
         yield client
     finally:

@@ -15,23 +15,22 @@ settings a secured cluster needs) is decided once, in
 All return clients that are not started yet; aiokafka binds the running event
 loop when a client is made, so call them inside one. Their ``start`` raises a
 :class:`~streams.errors.StreamsError` when no broker lets them in: which setting
-to fix when the cluster refused the login (:func:`~streams.security.connection_failure`),
+to fix when the cluster refused the login (:func:`~streams.security.start_failure`),
 :class:`~streams.errors.KafkaUnavailableError` when nothing answers.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
 
 from streams.consumer import consumer_config, group_consumer_config
 from streams.producer import producer_config
-from streams.security import connection_failure
+from streams.security import start_failure
 from streams.settings import KafkaSettings
 
 
@@ -42,12 +41,7 @@ class _Producer(AIOKafkaProducer):  # type: ignore[misc]
         self._agentstream_settings = settings
 
     async def start(self) -> None:
-        try:
-            await super().start()
-        except KafkaConnectionError as error:
-            with contextlib.suppress(Exception):
-                await self.stop()
-            raise await _failure(self._agentstream_settings, error) from error
+        await _start(super().start, self.stop, self._agentstream_settings)
 
 
 class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]
@@ -56,12 +50,7 @@ class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         self._agentstream_settings = settings
 
     async def start(self) -> None:
-        try:
-            await super().start()
-        except KafkaConnectionError as error:
-            with contextlib.suppress(Exception):
-                await self.stop()
-            raise await _failure(self._agentstream_settings, error) from error
+        await _start(super().start, self.stop, self._agentstream_settings)
 
 
 class _Admin(AIOKafkaAdminClient):  # type: ignore[misc]
@@ -70,16 +59,24 @@ class _Admin(AIOKafkaAdminClient):  # type: ignore[misc]
         self._agentstream_settings = settings
 
     async def start(self) -> None:
-        try:
-            await super().start()
-        except KafkaConnectionError as error:
-            with contextlib.suppress(Exception):
-                await self.close()
-            raise await _failure(self._agentstream_settings, error) from error
+        await _start(super().start, self.close, self._agentstream_settings)
 
 
-async def _failure(settings: KafkaSettings, error: KafkaConnectionError) -> Exception:
-    return await connection_failure(settings.bootstrap, settings.security, error)
+async def _start(
+    start: Callable[[], Awaitable[None]],
+    close: Callable[[], Awaitable[None]],
+    settings: KafkaSettings,
+) -> None:
+    """``start()``; if the cluster refuses, close and raise what to fix instead."""
+    try:
+        await start()
+    except Exception as error:
+        explained = await start_failure(settings.bootstrap, settings.security, error)
+        if explained is None:
+            raise
+        with contextlib.suppress(Exception):
+            await close()
+        raise explained from error
 
 
 ENGINE_BATCH_BYTES = 1024 * 1024
@@ -141,11 +138,7 @@ async def started_client(settings: KafkaSettings, **overrides: Any) -> AsyncIter
     """A bootstrapped ``AIOKafkaClient`` (``send(node, request)``), closed on exit."""
     config = {**settings.client_config(), "request_timeout_ms": 30_000, **overrides}
     client = AIOKafkaClient(**config)
-    try:
-        await client.bootstrap()
-    except KafkaConnectionError as error:
-        await client.close()
-        raise await _failure(settings, error) from error
+    await _start(client.bootstrap, client.close, settings)
     try:
         yield client
     finally:

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 
 from schemas import Codec, SchemaError, record_to_json
 from streams.errors import TopicNotFoundError
 from streams.partitioner import session_partition
-from streams.security import connection_failure
+from streams.security import start_failure
 from streams.settings import KafkaSettings
 
 
@@ -95,8 +94,11 @@ def create_consumer(
 async def _start(consumer: AIOKafkaConsumer, settings: KafkaSettings) -> None:
     try:
         await consumer.start()
-    except KafkaConnectionError as error:
-        raise await connection_failure(settings.bootstrap, settings.security, error) from error
+    except Exception as error:
+        explained = await start_failure(settings.bootstrap, settings.security, error)
+        if explained is None:
+            raise
+        raise explained from error
 
 
 async def topic_partitions(settings: KafkaSettings, topic: str) -> list[TopicPartition]:

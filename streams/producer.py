@@ -26,13 +26,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from schemas import Codec
 from streams.errors import TopicMismatchError
 from streams.partitioner import murmur2_partitioner, partition_for_key
-from streams.security import connection_failure
+from streams.security import start_failure
 from streams.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, bytes]]
@@ -126,11 +125,12 @@ class Producer:
         producer = AIOKafkaProducer(**producer_config(self.settings, **self._overrides))
         try:
             await producer.start()
-        except KafkaConnectionError as error:
+        except Exception as error:
             await producer.stop()
-            raise await connection_failure(
-                self.settings.bootstrap, self.settings.security, error
-            ) from error
+            explained = await start_failure(self.settings.bootstrap, self.settings.security, error)
+            if explained is None:
+                raise
+            raise explained from error
         self._producer = producer
 
     async def stop(self) -> None:

@@ -17,8 +17,9 @@ issues #1015 and #1080), so a connection dies when its token expires: a
 transactional engine would see that as failed transactions. GSSAPI needs the
 optional ``gssapi`` library and a Kerberos set-up we do not test; refused too.
 
-:func:`connection_failure` turns a client that could not start into an error
-that names the setting to fix (aiokafka only logs why a bootstrap failed).
+:func:`start_failure` turns a client that could not start into an error that
+names the setting to fix (aiokafka only logs why a bootstrap failed) or says an
+ACL refused the principal.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, NoReturn
 
 from streams.errors import (
     KafkaAuthenticationError,
+    KafkaAuthorizationError,
     KafkaSettingsError,
     KafkaUnavailableError,
     StreamsError,
@@ -225,6 +227,35 @@ class KafkaSecurity:
             if raw:
                 values[name] = raw
         return cls(**values)
+
+
+async def start_failure(
+    bootstrap: str, security: KafkaSecurity, error: BaseException
+) -> StreamsError | None:
+    """The error to raise instead of ``error``, which a client's ``start`` raised;
+    None when it is none of ours to explain (re-raise it as it is)."""
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        KafkaConnectionError,
+        TopicAuthorizationFailedError,
+        TransactionalIdAuthorizationFailed,
+    )
+
+    if isinstance(error, KafkaConnectionError):
+        return await connection_failure(bootstrap, security, error)
+    refusals = (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        TopicAuthorizationFailedError,
+        TransactionalIdAuthorizationFailed,
+    )
+    if isinstance(error, refusals):
+        return KafkaAuthorizationError(
+            f"Kafka at {bootstrap} logged {security.principal} in but an ACL refused it "
+            f"({error}): `agentstream acls plan` lists what each role may do"
+        )
+    return None
 
 
 async def connection_failure(
