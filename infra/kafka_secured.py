@@ -369,3 +369,51 @@ def environ(node: SecuredNode, user: str = ADMIN) -> dict[str, str]:
         "AGENTSTREAM_KAFKA_SASL_PASSWORD": node.users[user],
         "AGENTSTREAM_KAFKA_SSL_CAFILE": str(node.ca.cert),
     }
+
+
+def local_node(folder: Path) -> SecuredNode:
+    """A node in ``folder`` whose users (admin and one per agentstream role) are kept in
+    ``users.json`` there, made once with random passwords, so that it restarts as it was."""
+    import json
+
+    users_file = folder / "users.json"
+    if users_file.exists():
+        users = json.loads(users_file.read_text())
+        return SecuredNode(folder, users)
+    roles = ("api", "engine", "llm", "tools", "projector")
+    node = secured_node(folder, {role: secrets.token_hex(12) for role in roles})
+    folder.mkdir(parents=True, exist_ok=True)
+    users_file.write_text(json.dumps(dict(node.users), indent=2) + "\n")
+    users_file.chmod(0o600)
+    return node
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m infra.kafka_secured up|down [--dir DIR]``: a secured node to try things on."""
+    import argparse
+
+    from infra.kafka_jars import ensure_jars
+    from infra.local import home
+
+    parser = argparse.ArgumentParser(prog="python -m infra.kafka_secured", description=__doc__)
+    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("--dir", type=Path, default=home() / "kafka" / "secured")
+    args = parser.parse_args(argv)
+    node = local_node(args.dir)
+    if args.action == "down":
+        if not stop(node, print):
+            print("the secured node is not running")
+        return 0
+    try:
+        start(node, ensure_jars(home() / "kafka", print), print)
+    except InfraError as error:
+        print(f"error: {error}")
+        return 1
+    print(f"# as admin (users and passwords of each role: {args.dir / 'users.json'})")
+    for name, value in environ(node).items():
+        print(f"export {name}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,6 +44,7 @@ __all__ = [
 
 KAFKA_ENV = "AGENTSTREAM_KAFKA_BOOTSTRAP"
 DATABASE_ENV = "AGENTSTREAM_DATABASE_URL"
+SECURITY_PROTOCOL_ENV = "AGENTSTREAM_KAFKA_SECURITY_PROTOCOL"
 
 T = TypeVar("T")
 
@@ -102,12 +103,26 @@ def _is_local_bootstrap(value: str, cl: kafka.KafkaCluster) -> bool:
     return True
 
 
+def _kafka_answers(bootstrap: str) -> bool:
+    """Does a Kafka broker answer at ``bootstrap``? Over a secured listener (TLS, SASL:
+    ``AGENTSTREAM_KAFKA_SECURITY_PROTOCOL``) an open port is all this can see without
+    the client's settings; the clients then say precisely what they were refused."""
+    protocol = os.environ.get(SECURITY_PROTOCOL_ENV, "").strip().upper()
+    if protocol in ("", "PLAINTEXT"):
+        return kafka_ready.bootstrap_answers(bootstrap)
+    for entry in bootstrap.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if host and port.isdigit() and port_in_use(host.strip("[]"), int(port)):
+            return True
+    return False
+
+
 def _is_local_dsn(value: str, pg: postgres.PgCluster) -> bool:
     """True when the URL names the address our local Postgres serves (whatever the
     spelling: ``postgres://``, ``postgresql://``, ``postgresql+asyncpg://``, ``localhost``)."""
     address = postgres.dsn_address(value)
-    return address is not None and address[0] in ("127.0.0.1", "localhost") and (
-        address[1] == pg.port
+    return (
+        address is not None and address[0] in ("127.0.0.1", "localhost") and (address[1] == pg.port)
     )
 
 
@@ -140,7 +155,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
     kafka_env = os.environ.get(KAFKA_ENV, "").strip()
     kafka_external = False
     local_cl: kafka.KafkaCluster | None = None
-    if kafka_env and not _owned_and_running(kafka_env) and kafka_ready.bootstrap_answers(kafka_env):
+    if kafka_env and not _owned_and_running(kafka_env) and _kafka_answers(kafka_env):
         kafka_external = True
         bootstrap = kafka_env
         progress(f"Kafka: using {bootstrap} from {KAFKA_ENV}")
@@ -379,7 +394,7 @@ def status() -> InfraStatus:
         kafka_nodes=nodes,
         postgres=pg_status,
         kafka_env=kafka_env,
-        kafka_env_answering=bool(kafka_env) and kafka_ready.bootstrap_answers(kafka_env or ""),
+        kafka_env_answering=bool(kafka_env) and _kafka_answers(kafka_env or ""),
         database_env=db_env,
         database_env_answering=bool(db_env)
         and _run_sync(lambda: postgres.dsn_answers_async(db_env or "")),
