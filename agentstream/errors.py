@@ -12,7 +12,10 @@ second base. Each class lives beside the code that raises it::
      ├── StreamsError                  streams.errors: what the Kafka layer refuses or cannot do
      │    ├── TopicNotFoundError       (LookupError) a topic we need does not exist
      │    ├── TopicMismatchError       an existing topic differs from the catalogue
-     │    └── KafkaUnavailableError    no broker answered at the bootstrap address
+     │    ├── KafkaUnavailableError    no broker answered at the bootstrap address
+     │    ├── KafkaSettingsError       (ValueError) security settings that cannot work
+     │    ├── KafkaAuthenticationError the cluster refused the TLS or SASL login
+     │    └── KafkaAuthorizationError  an ACL refused the principal
      ├── AgentsFileError               (ValueError) processors.agents.catalog: a bad agents file
      ├── ToolSchemaError               (TypeError) processors.agents.tool_schema: a tool's hints
      ├── ToolError                     processors.agents.builtin_tools: a tool refused its input
@@ -26,9 +29,11 @@ second base. Each class lives beside the code that raises it::
      ├── ProgressError                 processors.engine.inbox_progress: a bad progress record
      ├── RecoveryError                 processors.engine.recovery: a partition cannot be rebuilt
      ├── CursorError                   (ValueError) projections.cursors: a bad page cursor
+     ├── DatabaseUrlError              (ValueError) projections.db: a Postgres URL asyncpg cannot use
      ├── PoisonEvent                   (ValueError) projections.fold: an event the projector refuses
      ├── TenantError                   (ValueError) agentstream.gateway.tenants: bad tenant input
      ├── ApiError                      agentstream.gateway.errors: an HTTP request refused
+     ├── DatabaseUnavailable           agentstream.commands.tenants: Postgres refused or is away
      └── InfraError                    (RuntimeError) infra.procs: local bring-up failed
 
 This module imports nothing, so every layer may import it (``schemas`` at the

@@ -6,7 +6,7 @@ StreamsError                 anything the streams layer refuses or cannot do
  ├── KafkaUnavailableError   no broker answered at the bootstrap address
  ├── KafkaSettingsError      (ValueError) security settings that cannot work (names the setting)
  ├── KafkaAuthenticationError the cluster refused our TLS or SASL login (names the setting)
- └── KafkaAuthorizationError an ACL refused what a client asked (names the principal's role)
+ └── KafkaAuthorizationError an ACL refused what a client asked (names the principal)
 """
 
 from __future__ import annotations
