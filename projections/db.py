@@ -26,10 +26,26 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # libpq client options, which the server would refuse ("unrecognized configuration
 # parameter"); say so up front.
 _UNSUPPORTED = frozenset(
-    "connect_timeout channel_binding gssencmode gssdelegation keepalives keepalives_idle "
-    "keepalives_interval keepalives_count tcp_user_timeout sslcompression sslsni "
-    "sslcertmode requirepeer require_auth hostaddr load_balance_hosts replication "
-    "fallback_application_name".split()
+    [
+        "connect_timeout",
+        "channel_binding",
+        "gssencmode",
+        "gssdelegation",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "sslcompression",
+        "sslsni",
+        "sslcertmode",
+        "requirepeer",
+        "require_auth",
+        "hostaddr",
+        "load_balance_hosts",
+        "replication",
+        "fallback_application_name",
+    ]
 )
 
 
@@ -38,14 +54,15 @@ class DatabaseUrlError(AgentstreamError, ValueError):
 
 
 def libpq_url(url: str) -> str:
-    """``url`` checked and in the form ``asyncpg.connect`` takes (``postgresql://...``).
+    """``url`` checked, in the form ``asyncpg.connect`` takes (``postgresql://...``).
 
     Accepts ``postgres://``, ``postgresql://`` and ``postgresql+asyncpg://``, and
-    libpq's TLS parameters: ``sslmode`` (disable, allow, prefer, require,
-    verify-ca, verify-full), ``sslrootcert`` (a CA file, or ``system`` for the
-    system's CAs), ``sslcert``/``sslkey``/``sslpassword``/``sslcrl``. SQLAlchemy's
-    ``ssl=`` spelling is read as ``sslmode``. Raises :class:`DatabaseUrlError`
-    for what asyncpg (the driver) does not support.
+    libpq's TLS parameters as asyncpg reads them: ``sslmode`` (disable, allow,
+    prefer, require, verify-ca, verify-full), ``sslrootcert`` (the CA file),
+    ``sslcert``/``sslkey``/``sslpassword``/``sslcrl``. Nothing else is rewritten:
+    the engine's pools (:mod:`processors.postgres`) and ``infra`` give the same
+    URL to asyncpg, so every part reads it alike. Raises :class:`DatabaseUrlError`
+    for what asyncpg would misread or refuse, naming it.
     """
     parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme not in ("postgres", "postgresql", "postgresql+asyncpg"):
@@ -53,14 +70,11 @@ def libpq_url(url: str) -> str:
             f"{DATABASE_ENV}: {parts.scheme or 'no'} scheme; use postgresql://user:pw@host/db"
         )
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    names = [name for name, _ in query]
     params = dict(query)
-    if len(params) != len(names):
-        raise DatabaseUrlError(f"{DATABASE_ENV}: a query parameter is given twice: {names}")
-    if "ssl" in params:  # SQLAlchemy's asyncpg dialect documents ?ssl=require
-        if "sslmode" in params:
-            raise DatabaseUrlError(f"{DATABASE_ENV}: give sslmode or ssl, not both")
-        params["sslmode"] = params.pop("ssl")
+    if len(params) != len(query):
+        raise DatabaseUrlError(f"{DATABASE_ENV}: a query parameter is given twice: {query}")
+    if "ssl" in params:  # SQLAlchemy's spelling; asyncpg would send it as a server setting
+        raise DatabaseUrlError(f"{DATABASE_ENV}: use libpq's sslmode={params['ssl']}, not ssl=")
     unsupported = sorted(name for name in params if name in _UNSUPPORTED)
     if unsupported:
         raise DatabaseUrlError(
@@ -73,15 +87,10 @@ def libpq_url(url: str) -> str:
             f"{DATABASE_ENV}: sslmode={sslmode!r}; use one of {', '.join(SSLMODES)}"
         )
     if params.get("sslrootcert") == "system":
-        # libpq >= 16 spells "the system's CAs" so; asyncpg wants a file.
-        system = ssl.get_default_verify_paths().cafile
-        if not system or not os.path.isfile(system):
-            raise DatabaseUrlError(
-                f"{DATABASE_ENV}: sslrootcert=system, but this system has no CA file; "
-                "give the CA file's path"
-            )
-        params["sslrootcert"] = system
-        params.setdefault("sslmode", "verify-full")
+        system = ssl.get_default_verify_paths().cafile or "the system's CA bundle"
+        raise DatabaseUrlError(
+            f"{DATABASE_ENV}: asyncpg does not know sslrootcert=system; name the file ({system})"
+        )
     for name in ("sslrootcert", "sslcert", "sslkey", "sslcrl"):
         path = params.get(name)
         if path is not None and not os.path.isfile(path):
@@ -91,10 +100,9 @@ def libpq_url(url: str) -> str:
         if not os.path.isfile(default):
             raise DatabaseUrlError(
                 f"{DATABASE_ENV}: sslmode={sslmode} needs the server's CA: add "
-                "sslrootcert=<CA file> (or sslrootcert=system)"
+                "sslrootcert=<CA file>"
             )
-    rebuilt = parts._replace(scheme="postgresql", query=urllib.parse.urlencode(params))
-    return urllib.parse.urlunsplit(rebuilt)
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql"))
 
 
 def create_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 import urllib.parse
 from pathlib import Path
 
@@ -31,29 +30,11 @@ def test_sslmodes_pass_through(mode: str) -> None:
     assert query(libpq_url(f"postgresql://{BASE}?sslmode={mode}")) == {"sslmode": mode}
 
 
-def test_sqlalchemys_ssl_spelling_is_read_as_sslmode() -> None:
-    assert query(libpq_url(f"postgresql+asyncpg://{BASE}?ssl=require")) == {"sslmode": "require"}
-    with pytest.raises(DatabaseUrlError, match="not both"):
-        libpq_url(f"postgresql://{BASE}?ssl=require&sslmode=disable")
-
-
 def test_a_ca_file_verifies_the_server(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     url = libpq_url(f"postgresql://{BASE}?sslmode=verify-full&sslrootcert={ca}")
     assert query(url) == {"sslmode": "verify-full", "sslrootcert": str(ca)}
-
-
-def test_sslrootcert_system_means_the_systems_ca_file() -> None:
-    system = ssl.get_default_verify_paths().cafile
-    if not system or not Path(system).is_file():
-        with pytest.raises(DatabaseUrlError, match="no CA file"):
-            libpq_url(f"postgresql://{BASE}?sslrootcert=system")
-        return
-    assert query(libpq_url(f"postgresql://{BASE}?sslrootcert=system")) == {
-        "sslrootcert": system,
-        "sslmode": "verify-full",  # what libpq makes of sslrootcert=system
-    }
 
 
 @pytest.mark.parametrize(
@@ -65,6 +46,8 @@ def test_sslrootcert_system_means_the_systems_ca_file() -> None:
         (f"postgresql://{BASE}?channel_binding=require", "channel_binding"),
         (f"postgresql://{BASE}?sslmode=verify-ca&sslrootcert=/no/ca.pem", "/no/ca.pem"),
         (f"postgresql://{BASE}?sslmode=require&sslmode=disable", "twice"),
+        (f"postgresql+asyncpg://{BASE}?ssl=require", "sslmode=require, not ssl="),
+        (f"postgresql://{BASE}?sslmode=verify-full&sslrootcert=system", "name the file"),
     ],
 )
 def test_what_asyncpg_cannot_do_is_refused_by_name(url: str, named: str) -> None:
