@@ -29,7 +29,7 @@ second base. Each class lives beside the code that raises it::
      ├── ProgressError                 processors.engine.inbox_progress: a bad progress record
      ├── RecoveryError                 processors.engine.recovery: a partition cannot be rebuilt
      ├── CursorError                   (ValueError) projections.cursors: a bad page cursor
-     ├── DatabaseUrlError              (ValueError) projections.db: a Postgres URL asyncpg cannot use
+     ├── DatabaseUrlError              (ValueError) projections.db: a Postgres URL we cannot use
      ├── PoisonEvent                   (ValueError) projections.fold: an event the projector refuses
      ├── TenantError                   (ValueError) agentstream.gateway.tenants: bad tenant input
      ├── ApiError                      agentstream.gateway.errors: an HTTP request refused

@@ -30,17 +30,13 @@ def register(subparsers: Any) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    plan = actions.add_parser(
-        "plan", help="kafka-acls commands per role; --apply creates the ACLs"
-    )
+    plan = actions.add_parser("plan", help="kafka-acls commands per role; --apply creates the ACLs")
     plan.add_argument(
         "--principal", action="append", default=[], metavar="ROLE=PRINCIPAL",
         help=f"a role's principal, e.g. engine=User:engine (or {PRINCIPAL_ENV}ENGINE); "
         "roles: api, engine, llm, tools, projector",
     )  # fmt: skip
-    plan.add_argument(
-        "--roles", help="only these roles, comma-separated (default: all of them)"
-    )
+    plan.add_argument("--roles", help="only these roles, comma-separated (default: all of them)")
     plan.add_argument(
         "--command-config", default="admin.properties",
         help="the --command-config file named in the printed commands",
