@@ -52,9 +52,13 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         "ssl_keyfile": "PEM private key of the client certificate",
         "ssl_key_password": "password of the private key",
     }
+    metavars = {"protocol": "PROTOCOL", "sasl_mechanism": "MECHANISM", "sasl_username": "USER"}
     security = parser.add_argument_group("Kafka security (defaults from AGENTSTREAM_KAFKA_*)")
     for name, (variable, flag) in SETTING_NAMES.items():
-        security.add_argument(flag, dest=f"kafka_{name}", help=f"{helps[name]} ({variable})")
+        metavar = metavars.get(name, "PASSWORD" if name.endswith("password") else "FILE")
+        security.add_argument(
+            flag, dest=f"kafka_{name}", metavar=metavar, help=f"{helps[name]} ({variable})"
+        )
 
 
 def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
