@@ -1,4 +1,4 @@
-"""Local Kafka and Postgres for development, tests and CI, without Docker.
+"""Local Kafka, Postgres and schema registry for development, tests and CI, without Docker.
 
 This is the Python API behind ``agentstream infra up|down|status``; test fixtures
 and the demo call :func:`ensure_up` directly::
@@ -7,26 +7,24 @@ and the demo call :func:`ensure_up` directly::
     endpoints = ensure_up()            # idempotent; starts only what is missing
     endpoints.bootstrap_servers        # '127.0.0.1:9092'
     endpoints.database_url             # 'postgresql://agentstream:agentstream@127.0.0.1:55432/agentstream'
+    endpoints.schema_registry_url      # 'http://127.0.0.1:8081/apis/ccompat/v7' (infra.registry)
 
-When ``AGENTSTREAM_KAFKA_BOOTSTRAP`` / ``AGENTSTREAM_DATABASE_URL`` point at servers
-that answer, those are used and nothing is started. State (jars, Kafka data, pid
-files) lives in ``$AGENTSTREAM_HOME`` or ``<repo>/.agentstream``; Postgres data see
-:mod:`infra.postgres`.
+When ``AGENTSTREAM_KAFKA_BOOTSTRAP`` / ``AGENTSTREAM_DATABASE_URL`` /
+``AGENTSTREAM_SCHEMA_REGISTRY_URL`` point at servers that answer, those are used and
+nothing is started (``AGENTSTREAM_SCHEMA_REGISTRY_URL=local``: no registry at all).
+State (jars, Kafka data, the registry's app, pid files) lives in ``$AGENTSTREAM_HOME``
+or ``<repo>/.agentstream``; Postgres data see :mod:`infra.postgres`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
-from infra import kafka, kafka_jars, kafka_ready, postgres
-from infra.procs import InfraError, Progress, file_lock, port_in_use
+from infra import kafka, kafka_jars, kafka_ready, postgres, registry
+from infra.procs import InfraError, Progress, file_lock, port_in_use, run_sync
 
 __all__ = [
     "InfraEndpoints",
@@ -44,8 +42,6 @@ __all__ = [
 
 KAFKA_ENV = "AGENTSTREAM_KAFKA_BOOTSTRAP"
 DATABASE_ENV = "AGENTSTREAM_DATABASE_URL"
-
-T = TypeVar("T")
 
 
 def home() -> Path:
@@ -69,6 +65,11 @@ def pg_cluster() -> postgres.PgCluster:
     return postgres.cluster(home())
 
 
+def local_registry() -> registry.Registry:
+    """The schema registry ``up`` starts (where it lives, listens and records itself)."""
+    return registry.layout(home())
+
+
 @dataclass(frozen=True)
 class InfraEndpoints:
     """Where clients connect, and what this call had to start."""
@@ -79,17 +80,8 @@ class InfraEndpoints:
     started: tuple[str, ...] = ()
     kafka_external: bool = False
     postgres_external: bool = False
-
-
-def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine from sync code, also when the caller already runs an event loop
-    (an async pytest fixture): then it runs on a private loop in a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()
+    schema_registry_url: str | None = None
+    """What every component uses (None: ``AGENTSTREAM_SCHEMA_REGISTRY_URL=local``)."""
 
 
 def _is_local_bootstrap(value: str, cl: kafka.KafkaCluster) -> bool:
@@ -151,7 +143,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
     if (
         db_env
         and not _is_local_dsn(db_env, pg)
-        and _run_sync(lambda: postgres.dsn_answers_async(db_env))
+        and run_sync(lambda: postgres.dsn_answers_async(db_env))
     ):
         postgres_external = True
         database_url = db_env
@@ -162,11 +154,24 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
         _start_postgres(pg, progress, started)
         database_url = pg.dsn
 
+    # The registry keeps its schemas in Postgres, so it boots alongside Kafka.
+    reg = local_registry()
+    reg_plan = registry.plan(reg, progress)
+    if reg_plan.start_local:
+        _start_registry(reg, database_url, progress, started)
+
     if local_cl is not None:
         wait_began = time.monotonic()
-        _run_sync(lambda: kafka_ready.wait_ready(local_cl, progress))
+        run_sync(lambda: kafka_ready.wait_ready(local_cl, progress))
         if any(s.startswith("kafka") for s in started):
             progress(f"Kafka ready on {bootstrap} after {time.monotonic() - wait_began:.1f} s")
+    if reg_plan.start_local:
+        wait_began = time.monotonic()
+        registry.wait_ready(reg, progress)
+        if "schema registry" in started:
+            progress(
+                f"schema registry ready on {reg.url} after {time.monotonic() - wait_began:.1f} s"
+            )
     if started:
         progress(f"infra up in {time.monotonic() - began:.1f} s (started: {', '.join(started)})")
     return InfraEndpoints(
@@ -176,6 +181,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
         started=tuple(started),
         kafka_external=kafka_external,
         postgres_external=postgres_external,
+        schema_registry_url=reg_plan.url,
     )
 
 
@@ -231,6 +237,18 @@ def _start_kafka(
     return cl
 
 
+def _start_registry(
+    reg: registry.Registry, database_url: str, progress: Progress, started: list[str]
+) -> None:
+    pid = reg.pid()
+    if pid is not None:
+        progress(f"schema registry already running (pid {pid}) on {reg.url}")
+        return
+    run_sync(lambda: registry.ensure_database(database_url))
+    registry.start(reg, database_url, progress)
+    started.append("schema registry")
+
+
 def _start_postgres(pg: postgres.PgCluster, progress: Progress, started: list[str]) -> None:
     pid = pg.pid()
     if pid is not None:
@@ -239,7 +257,7 @@ def _start_postgres(pg: postgres.PgCluster, progress: Progress, started: list[st
         postgres.init(pg, progress)
         postgres.start(pg, progress)
         started.append("postgres")
-    _run_sync(lambda: postgres.ensure_database(pg))
+    run_sync(lambda: postgres.ensure_database(pg))
 
 
 # --------------------------------------------------------------------------- down
@@ -258,6 +276,8 @@ def down(*, wipe: bool = False, progress: Progress = print) -> list[str]:
 
 def _down_locked(*, wipe: bool, progress: Progress) -> list[str]:
     stopped: list[str] = []
+    if registry.stop(local_registry(), progress):
+        stopped.append("schema registry")
     for size in kafka.SIZES:
         cl = kafka_cluster(size)
         if kafka.stop_cluster(cl, progress):
@@ -311,6 +331,7 @@ class InfraStatus:
     kafka_env_answering: bool
     database_env: str | None
     database_env_answering: bool
+    registry: registry.RegistryStatus
 
     # When the environment names a server, that is what clients use, so it decides.
     @property
@@ -327,7 +348,7 @@ class InfraStatus:
 
     @property
     def ok(self) -> bool:
-        return self.kafka_ok and self.postgres_ok
+        return self.kafka_ok and self.postgres_ok and self.registry.ok
 
 
 def status() -> InfraStatus:
@@ -367,7 +388,8 @@ def status() -> InfraStatus:
         kafka_env_answering=bool(kafka_env) and kafka_ready.bootstrap_answers(kafka_env or ""),
         database_env=db_env,
         database_env_answering=bool(db_env)
-        and _run_sync(lambda: postgres.dsn_answers_async(db_env or "")),
+        and run_sync(lambda: postgres.dsn_answers_async(db_env or "")),
+        registry=registry.status(local_registry()),
     )
 
 
@@ -395,4 +417,5 @@ def format_status(st: InfraStatus) -> str:
     if st.database_env:
         answer = "answering" if st.database_env_answering else "NOT answering"
         lines.append(f"  {DATABASE_ENV} is set ({answer})")
+    lines += registry.format_status(st.registry)
     return "\n".join(lines)
