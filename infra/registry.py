@@ -173,6 +173,8 @@ def _environment(dsn: str) -> dict[str, str]:
         "APICURIO_DATASOURCE_JDBC_MIN_SIZE": "2",
         "APICURIO_DATASOURCE_JDBC_MAX_SIZE": "10",
         "APICURIO_RULES_GLOBAL_COMPATIBILITY": COMPATIBILITY,
+        # As Confluent's registry allows: `DELETE /subjects/{s}` (tests clean up after them).
+        "APICURIO_REST_DELETION_ARTIFACT_ENABLED": "true",
     }
 
 

@@ -137,8 +137,8 @@ def test_a_restart_keeps_every_id(
         pytest.skip(f"the registry at {registry.url} is not one `agentstream infra up` started")
     subject = f"t{uuid.uuid4().hex[:8]}-dev.agentstream.Restart"
     subjects.append(subject)
-    schema = {"type": "record", "name": "Restart", "namespace": "dev.agentstream", "fields": []}
-    schema["fields"] = [{"name": "at", "type": "string", "default": uuid.uuid4().hex}]
+    fields = [{"name": "at", "type": "string", "default": uuid.uuid4().hex}]  # new content
+    schema = {"type": "record", "name": "Restart", "namespace": "dev.agentstream", "fields": fields}
     before = _register(http, subject, schema).json()["id"]
 
     infra_registry.stop(reg, print)
