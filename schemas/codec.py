@@ -78,9 +78,10 @@ class Codec:
     (:func:`schemas.settings.default_registry`), so every component of a process
     makes the same choice. With the local registry every current and past schema
     is registered up front, so decoding never misses. With a Confluent-API registry,
-    schemas are registered on first use and unknown ids are fetched once; an id the
-    registry does not know is then looked up among our local fingerprint ids, so a
-    log written before a registry was configured stays readable.
+    every current schema is registered when the codec is made, and ids of other
+    versions are fetched once when met; an id the registry does not know is then
+    looked up among our local fingerprint ids, so a log written before a registry was
+    configured stays readable.
     """
 
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
@@ -92,6 +93,12 @@ class Codec:
             for name, rtype in record_types().items():
                 for old in history(name):
                     self._registry.register(rtype.full_name, old)
+                self._writer(name)
+        else:
+            # Every current schema now, once per process (the client caches): a registry
+            # that is away or refuses a schema fails the component as it starts, not a
+            # record in flight, and encoding never waits on HTTP afterwards.
+            for name in record_types():
                 self._writer(name)
 
     @property

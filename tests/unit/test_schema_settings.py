@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from schemas import (
+    RECORD_NAMES,
     Codec,
     ConfluentSchemaRegistry,
     LocalSchemaRegistry,
@@ -100,6 +101,7 @@ class _Server:
     def __init__(self, schema: dict[str, object], *, fail_first: int = 0, auth: bool = False):
         self.schema, self.fail_first, self.auth = schema, fail_first, auth
         self.requests: list[str] = []
+        self.registered: dict[str, int] = {}
 
 
 @pytest.fixture
@@ -129,6 +131,12 @@ def server() -> Iterator[tuple[str, _Server]]:
             if self.path == "/schemas/ids/7":
                 return self._answer(200, {"schema": json.dumps(state.schema)})
             return self._answer(404, {"error_code": 40403, "message": "Schema not found"})
+
+        def do_POST(self) -> None:  # register: ids from 1000 on, one per subject
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            subject = self.path.split("/")[2]
+            state.registered.setdefault(subject, 1000 + len(state.registered))
+            return self._answer(200, {"id": state.registered[subject]})
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -175,11 +183,12 @@ def test_basic_auth_is_sent_and_a_refusal_names_the_settings(server: tuple[str, 
 def test_a_log_written_without_a_registry_stays_readable_with_one(
     server: tuple[str, _Server],
 ) -> None:
-    url, _ = server
+    url, state = server
     record = sample(record_type("Cancel").schema)
     value = Codec(LocalSchemaRegistry()).encode("Cancel", record)  # a fingerprint id
     reader = Codec(ConfluentSchemaRegistry(url))  # the registry answers 404 for it
     assert reader.decode(value) == ("Cancel", record)
+    assert len(state.registered) == len(RECORD_NAMES)  # every type, as the codec was made
     unknown = b"\x00" + (123).to_bytes(4, "big") + value[5:]
     with pytest.raises(SchemaNotFoundError, match="neither the schema registry nor"):
         reader.decode(unknown)
