@@ -53,23 +53,25 @@ def _java_version(java: Path) -> int | None:
     return int(found.group(2) or 0) if major == 1 else major
 
 
-def find_java() -> Path:
-    """A ``java`` of version >= 21: ``$JAVA_HOME``, then ``java`` on PATH, then /usr/lib/jvm/*."""
-    candidates: list[Path] = []
+def find_java(jvm_dir: Path = Path("/usr/lib/jvm")) -> Path:
+    """A ``java`` of version >= 21: ``$JAVA_HOME``'s, then the one on PATH, then the newest
+    JDK in ``jvm_dir`` (the broker may well run on an older one, say JAVA_HOME's 17)."""
+    preferred: list[Path] = []
     if os.environ.get("JAVA_HOME"):
-        candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
+        preferred.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
     on_path = shutil.which("java")
     if on_path:
-        candidates.append(Path(on_path).resolve())
-    candidates += sorted(Path("/usr/lib/jvm").glob("*/bin/java"), reverse=True)
+        preferred.append(Path(on_path).resolve())
     seen: list[str] = []
-    for java in dict.fromkeys(candidates):
-        if not java.exists():
-            continue
-        version = _java_version(java)
+    for java in preferred:
+        version = _java_version(java) if java.exists() else None
         if version is not None and version >= MIN_JAVA:
             return java
-        seen.append(f"{java} ({version or 'unknown version'})")
+        seen.append(f"{java} ({version or 'not usable'})")
+    installed = [(_java_version(java) or 0, java) for java in sorted(jvm_dir.glob("*/bin/java"))]
+    if installed and max(installed)[0] >= MIN_JAVA:
+        return max(installed)[1]
+    seen += [f"{java} ({version or 'unknown version'})" for version, java in installed]
     raise InfraError(
         f"Apicurio Registry {VERSION} needs Java {MIN_JAVA} or newer; found "
         + (", ".join(seen) if seen else "no java at all")
