@@ -8,7 +8,9 @@ second base. Each class lives beside the code that raises it::
 
     AgentstreamError
      ├── SchemaError                   schemas.errors: a schema, id or wire-format problem
-     │    └── RecordValidationError    a record does not fit its schema (names the field)
+     │    ├── RecordValidationError    a record does not fit its schema (names the field)
+     │    └── SchemaNotFoundError      the registry has no schema with that id
+     ├── SchemaRegistryUnavailableError (ConnectionError) the registry does not answer
      ├── StreamsError                  streams.errors: what the Kafka layer refuses or cannot do
      │    ├── TopicNotFoundError       (LookupError) a topic we need does not exist
      │    ├── TopicMismatchError       an existing topic differs from the catalogue

@@ -1,4 +1,4 @@
-"""Local Kafka and Postgres for development, tests and CI, without Docker.
+"""Local Kafka, Postgres and schema registry for development, tests and CI, without Docker.
 
 This is the Python API behind ``agentstream infra up|down|status``; test fixtures
 and the demo call :func:`ensure_up` directly::
@@ -7,46 +7,37 @@ and the demo call :func:`ensure_up` directly::
     endpoints = ensure_up()            # idempotent; starts only what is missing
     endpoints.bootstrap_servers        # '127.0.0.1:9092'
     endpoints.database_url             # 'postgresql://agentstream:agentstream@127.0.0.1:55432/agentstream'
+    endpoints.schema_registry_url      # 'http://127.0.0.1:8081/apis/ccompat/v7' (infra.registry)
 
-When ``AGENTSTREAM_KAFKA_BOOTSTRAP`` / ``AGENTSTREAM_DATABASE_URL`` point at servers
-that answer, those are used and nothing is started. State (jars, Kafka data, pid
-files) lives in ``$AGENTSTREAM_HOME`` or ``<repo>/.agentstream``; Postgres data see
-:mod:`infra.postgres`.
+When ``AGENTSTREAM_KAFKA_BOOTSTRAP`` / ``AGENTSTREAM_DATABASE_URL`` /
+``AGENTSTREAM_SCHEMA_REGISTRY_URL`` point at servers that answer, those are used and
+nothing is started (``AGENTSTREAM_SCHEMA_REGISTRY_URL=local``: no registry at all).
+State (jars, Kafka data, the registry's app, pid files) lives in ``$AGENTSTREAM_HOME``
+or ``<repo>/.agentstream``; Postgres data see :mod:`infra.postgres`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
-from infra import kafka, kafka_jars, kafka_ready, postgres
-from infra.procs import InfraError, Progress, file_lock, port_in_use
+from infra import kafka, kafka_jars, kafka_ready, postgres, registry
+from infra.procs import InfraError, Progress, file_lock, port_in_use, run_sync
 
 __all__ = [
     "InfraEndpoints",
     "InfraError",
-    "InfraStatus",
-    "KafkaNodeStatus",
-    "PostgresStatus",
     "down",
     "ensure_up",
-    "format_status",
     "home",
     "kafka_cluster",
-    "status",
 ]
 
 KAFKA_ENV = "AGENTSTREAM_KAFKA_BOOTSTRAP"
 DATABASE_ENV = "AGENTSTREAM_DATABASE_URL"
 SECURITY_PROTOCOL_ENV = "AGENTSTREAM_KAFKA_SECURITY_PROTOCOL"
-
-T = TypeVar("T")
 
 
 def home() -> Path:
@@ -70,6 +61,11 @@ def pg_cluster() -> postgres.PgCluster:
     return postgres.cluster(home())
 
 
+def local_registry() -> registry.Registry:
+    """The schema registry ``up`` starts (where it lives, listens and records itself)."""
+    return registry.layout(home())
+
+
 @dataclass(frozen=True)
 class InfraEndpoints:
     """Where clients connect, and what this call had to start."""
@@ -80,17 +76,8 @@ class InfraEndpoints:
     started: tuple[str, ...] = ()
     kafka_external: bool = False
     postgres_external: bool = False
-
-
-def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine from sync code, also when the caller already runs an event loop
-    (an async pytest fixture): then it runs on a private loop in a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()
+    schema_registry_url: str | None = None
+    """What every component uses (None: ``AGENTSTREAM_SCHEMA_REGISTRY_URL=local``)."""
 
 
 def _is_local_bootstrap(value: str, cl: kafka.KafkaCluster) -> bool:
@@ -103,7 +90,7 @@ def _is_local_bootstrap(value: str, cl: kafka.KafkaCluster) -> bool:
     return True
 
 
-def _kafka_answers(bootstrap: str) -> bool:
+def kafka_answers(bootstrap: str) -> bool:
     """Does a Kafka broker answer at ``bootstrap``? Over a secured listener (TLS, SASL:
     ``AGENTSTREAM_KAFKA_SECURITY_PROTOCOL``) an open port is all this can see without
     the client's settings; the clients then say precisely what they were refused."""
@@ -155,7 +142,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
     kafka_env = os.environ.get(KAFKA_ENV, "").strip()
     kafka_external = False
     local_cl: kafka.KafkaCluster | None = None
-    if kafka_env and not _owned_and_running(kafka_env) and _kafka_answers(kafka_env):
+    if kafka_env and not _owned_and_running(kafka_env) and kafka_answers(kafka_env):
         kafka_external = True
         bootstrap = kafka_env
         progress(f"Kafka: using {bootstrap} from {KAFKA_ENV}")
@@ -174,11 +161,24 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
         _start_postgres(pg, progress, started)
         database_url = pg.dsn
 
+    # The registry keeps its schemas in Postgres, so it boots alongside Kafka.
+    reg = local_registry()
+    reg_plan = registry.plan(reg, progress)
+    if reg_plan.start_local:
+        _start_registry(reg, database_url, progress, started)
+
     if local_cl is not None:
         wait_began = time.monotonic()
-        _run_sync(lambda: kafka_ready.wait_ready(local_cl, progress))
+        run_sync(lambda: kafka_ready.wait_ready(local_cl, progress))
         if any(s.startswith("kafka") for s in started):
             progress(f"Kafka ready on {bootstrap} after {time.monotonic() - wait_began:.1f} s")
+    if reg_plan.start_local:
+        wait_began = time.monotonic()
+        registry.wait_ready(reg, progress)
+        if "schema registry" in started:
+            progress(
+                f"schema registry ready on {reg.url} after {time.monotonic() - wait_began:.1f} s"
+            )
     if started:
         progress(f"infra up in {time.monotonic() - began:.1f} s (started: {', '.join(started)})")
     return InfraEndpoints(
@@ -188,6 +188,7 @@ def _ensure_up_locked(brokers: int, progress: Progress) -> InfraEndpoints:
         started=tuple(started),
         kafka_external=kafka_external,
         postgres_external=postgres_external,
+        schema_registry_url=reg_plan.url,
     )
 
 
@@ -201,7 +202,7 @@ def _database_is_external(url: str, pg: postgres.PgCluster) -> bool:
     local = _is_local_dsn(url, pg)
     if local and pg.pid() is not None:
         return False
-    problem = _run_sync(lambda: postgres.dsn_problem(url))
+    problem = run_sync(lambda: postgres.dsn_problem(url))
     if problem is None:
         return True
     if local and not port_in_use(postgres.HOST, pg.port):
@@ -261,6 +262,18 @@ def _start_kafka(
     return cl
 
 
+def _start_registry(
+    reg: registry.Registry, database_url: str, progress: Progress, started: list[str]
+) -> None:
+    pid = reg.pid()
+    if pid is not None:
+        progress(f"schema registry already running (pid {pid}) on {reg.url}")
+        return
+    run_sync(lambda: registry.ensure_database(database_url))
+    registry.start(reg, database_url, progress)
+    started.append("schema registry")
+
+
 def _start_postgres(pg: postgres.PgCluster, progress: Progress, started: list[str]) -> None:
     pid = pg.pid()
     if pid is not None:
@@ -269,7 +282,7 @@ def _start_postgres(pg: postgres.PgCluster, progress: Progress, started: list[st
         postgres.init(pg, progress)
         postgres.start(pg, progress)
         started.append("postgres")
-    _run_sync(lambda: postgres.ensure_database(pg))
+    run_sync(lambda: postgres.ensure_database(pg))
 
 
 # --------------------------------------------------------------------------- down
@@ -288,6 +301,8 @@ def down(*, wipe: bool = False, progress: Progress = print) -> list[str]:
 
 def _down_locked(*, wipe: bool, progress: Progress) -> list[str]:
     stopped: list[str] = []
+    if registry.stop(local_registry(), progress):
+        stopped.append("schema registry")
     for size in kafka.SIZES:
         cl = kafka_cluster(size)
         if kafka.stop_cluster(cl, progress):
@@ -308,121 +323,3 @@ def _down_locked(*, wipe: bool, progress: Progress) -> list[str]:
 
 
 # ------------------------------------------------------------------------- status
-
-
-@dataclass(frozen=True)
-class KafkaNodeStatus:
-    node_id: int
-    address: str
-    pid: int | None
-    answering: bool
-    log_file: Path
-    metrics_url: str
-
-
-@dataclass(frozen=True)
-class PostgresStatus:
-    address: str
-    pid: int | None
-    answering: bool
-    data_dir: Path
-    log_file: Path
-    dsn: str
-
-
-@dataclass(frozen=True)
-class InfraStatus:
-    """A snapshot of the local servers (and of the environment's, when set)."""
-
-    kafka_size: int
-    kafka_nodes: tuple[KafkaNodeStatus, ...]
-    postgres: PostgresStatus
-    kafka_env: str | None
-    kafka_env_answering: bool
-    database_env: str | None
-    database_env_answering: bool
-
-    # When the environment names a server, that is what clients use, so it decides.
-    @property
-    def kafka_ok(self) -> bool:
-        if self.kafka_env:
-            return self.kafka_env_answering
-        return all(node.answering for node in self.kafka_nodes)
-
-    @property
-    def postgres_ok(self) -> bool:
-        if self.database_env:
-            return self.database_env_answering
-        return self.postgres.answering
-
-    @property
-    def ok(self) -> bool:
-        return self.kafka_ok and self.postgres_ok
-
-
-def status() -> InfraStatus:
-    """What runs where; quick (raw probes, no Kafka client), safe to call any time."""
-    cl = kafka_cluster(1)
-    for size in kafka.SIZES:
-        if kafka_cluster(size).running():
-            cl = kafka_cluster(size)
-            break
-    nodes = tuple(
-        KafkaNodeStatus(
-            node.node_id,
-            node.address,
-            node.pid(),
-            kafka_ready.api_versions_probe(kafka.HOST, node.client_port, 1.0),
-            node.log_file,
-            node.metrics_url,
-        )
-        for node in cl.nodes
-    )
-    pg = pg_cluster()
-    pg_status = PostgresStatus(
-        f"{postgres.HOST}:{pg.port}",
-        pg.pid(),
-        postgres.answers(pg),
-        pg.data_dir,
-        pg.log_file,
-        pg.dsn,
-    )
-    kafka_env = os.environ.get(KAFKA_ENV, "").strip() or None
-    db_env = os.environ.get(DATABASE_ENV, "").strip() or None
-    return InfraStatus(
-        kafka_size=cl.size,
-        kafka_nodes=nodes,
-        postgres=pg_status,
-        kafka_env=kafka_env,
-        kafka_env_answering=bool(kafka_env) and _kafka_answers(kafka_env or ""),
-        database_env=db_env,
-        database_env_answering=bool(db_env)
-        and _run_sync(lambda: postgres.dsn_answers_async(db_env or "")),
-    )
-
-
-def _state(pid: int | None, answering: bool) -> str:
-    if pid is not None:
-        return f"running (pid {pid}), {'answering' if answering else 'NOT answering'}"
-    return "answering (not started by agentstream)" if answering else "not running"
-
-
-def format_status(st: InfraStatus) -> str:
-    """Human-readable lines for ``agentstream infra status``."""
-    lines = [f"kafka ({st.kafka_size}-node cluster, home {home() / 'kafka'})"]
-    for node in st.kafka_nodes:
-        lines.append(
-            f"  node {node.node_id}  {node.address:<16} {_state(node.pid, node.answering)}"
-            f"  log {node.log_file}  metrics {node.metrics_url}"
-        )
-    if st.kafka_env:
-        answer = "answering" if st.kafka_env_answering else "NOT answering"
-        lines.append(f"  {KAFKA_ENV}={st.kafka_env} ({answer})")
-    pg = st.postgres
-    lines.append(f"postgres (data {pg.data_dir})")
-    lines.append(f"  {pg.address:<22} {_state(pg.pid, pg.answering)}  log {pg.log_file}")
-    lines.append(f"  {pg.dsn}")
-    if st.database_env:
-        answer = "answering" if st.database_env_answering else "NOT answering"
-        lines.append(f"  {DATABASE_ENV} is set ({answer})")
-    return "\n".join(lines)

@@ -6,6 +6,8 @@ must answer instantly and must not import the asyncio client stacks.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import os
@@ -13,12 +15,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from agentstream.errors import AgentstreamError
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 class InfraError(AgentstreamError, RuntimeError):
@@ -179,3 +183,14 @@ def run(
         output = (proc.stdout + proc.stderr).strip()
         raise InfraError(f"command failed ({proc.returncode}): {' '.join(full)}\n{output}")
     return proc
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine from sync code, also when the caller already runs an event loop
+    (an async pytest fixture): then it runs on a private loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()

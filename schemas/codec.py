@@ -18,9 +18,10 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas.errors import SchemaError
+from schemas.errors import SchemaError, SchemaNotFoundError
 from schemas.records import history, record_type, record_types
 from schemas.registry import LocalSchemaRegistry, SchemaRegistry
+from schemas.settings import default_registry
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
@@ -48,16 +49,43 @@ def _simple_name(schema: dict[str, Any]) -> str:
     return str(schema["name"]).rsplit(".", 1)[-1]
 
 
+_local_ids: LocalSchemaRegistry | None = None
+
+
+def _local_ids_fallback(schema_id: int) -> dict[str, Any]:
+    """The schema behind a local fingerprint id (every version of every record type);
+    ``SchemaNotFoundError`` when ``schema_id`` is not one of them either."""
+    global _local_ids
+    if _local_ids is None:
+        local = LocalSchemaRegistry()
+        for name, rtype in record_types().items():
+            for version in (*history(name), rtype.schema):
+                local.register(rtype.full_name, version)
+        _local_ids = local
+    try:
+        return _local_ids.get(schema_id)
+    except SchemaNotFoundError:
+        raise SchemaNotFoundError(
+            f"unknown schema id {schema_id}: neither the schema registry nor our local "
+            "fingerprint ids know it"
+        ) from None
+
+
 class Codec:
     """Encodes records of our types; decodes any version of them.
 
-    With the default local registry every current and past schema is registered
-    up front, so decoding never misses. With a Confluent registry, schemas are
-    registered on first use and unknown ids are fetched once.
+    Without an explicit ``registry`` it uses the one the environment selects
+    (:func:`schemas.settings.default_registry`), so every component of a process
+    makes the same choice. With the local registry every current and past schema
+    is registered up front, so decoding never misses. With a Confluent-API registry,
+    every current schema is registered when the codec is made, and ids of other
+    versions are fetched once when met; an id the registry does not know is then
+    looked up among our local fingerprint ids, so a log written before a registry was
+    configured stays readable.
     """
 
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
-        self._registry: SchemaRegistry = registry or LocalSchemaRegistry()
+        self._registry: SchemaRegistry = registry or default_registry()
         self._writers: dict[str, _Writer] = {}
         self._readers: dict[int, _Reader] = {}
         self._current_parsed: dict[str, Any] = {}
@@ -65,6 +93,12 @@ class Codec:
             for name, rtype in record_types().items():
                 for old in history(name):
                     self._registry.register(rtype.full_name, old)
+                self._writer(name)
+        else:
+            # Every current schema now, once per process (the client caches): a registry
+            # that is away or refuses a schema fails the component as it starts, not a
+            # record in flight, and encoding never waits on HTTP afterwards.
+            for name in record_types():
                 self._writer(name)
 
     @property
@@ -106,7 +140,12 @@ class Codec:
     def _reader(self, schema_id: int) -> _Reader:
         reader = self._readers.get(schema_id)
         if reader is None:
-            writer_schema = self._registry.get(schema_id)
+            try:
+                writer_schema = self._registry.get(schema_id)
+            except SchemaNotFoundError:
+                if isinstance(self._registry, LocalSchemaRegistry):
+                    raise
+                writer_schema = _local_ids_fallback(schema_id)
             name = _simple_name(writer_schema)
             reader = _Reader(name, parse_schema(writer_schema), self._current(name))
             self._readers[schema_id] = reader

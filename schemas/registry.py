@@ -9,22 +9,34 @@ runs against both:
   are stable across runs.
 * ``ConfluentSchemaRegistry``: a client of the Confluent Schema Registry REST API
   (register, fetch by id, compatibility check), so Kafka UI, Kafka Connect and any
-  Confluent-compatible consumer can read our topics.
+  Confluent-compatible consumer can read our topics. It speaks to any registry with
+  that API: Confluent's, Apicurio's ``/apis/ccompat/v7``, Karapace, Redpanda's.
 
-Subjects follow the RecordNameStrategy (the full record name), because one topic
-carries several record types.
+Which one a process uses is decided in one place, :mod:`schemas.settings`.
+
+Subjects follow the **RecordNameStrategy**: the subject is the record's full name
+(``dev.agentstream.SessionStarted``), not the topic. One topic carries several
+record types (the inbox carries every command, ``events`` every event), so the
+default TopicNameStrategy (one subject per topic) cannot hold them. We do not use
+TopicRecordNameStrategy (``<topic>-<record>``) either, because a record's bytes are
+not tied to one topic: the DLQ keeps the original bytes of a record from any topic
+and ``dlq redrive`` sends them back, and topic names carry a deployment prefix, so a
+topic-bound subject would split one record type into as many unrelated
+compatibility histories as there are prefixes. With the record name, each type has
+one evolution line, checked by the registry wherever the type is written.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any, Protocol
 
 import httpx
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas.errors import SchemaError
+from schemas.errors import SchemaError, SchemaNotFoundError, SchemaRegistryUnavailableError
 
 
 class SchemaRegistry(Protocol):
@@ -78,7 +90,11 @@ class LocalSchemaRegistry:
         try:
             return self._by_id[schema_id]
         except KeyError:
-            raise SchemaError(f"unknown schema id {schema_id} in the local registry") from None
+            raise SchemaNotFoundError(
+                f"unknown schema id {schema_id}: no version of our schemas has it. Records "
+                "written through a schema registry are read by setting "
+                "AGENTSTREAM_SCHEMA_REGISTRY_URL to that registry"
+            ) from None
 
     def is_compatible(self, subject: str, schema: dict[str, Any]) -> bool:
         from schemas.evolution import backward_problems
@@ -93,32 +109,83 @@ class ConfluentSchemaRegistry:
 
     Synchronous on purpose: it is called when a codec first meets a record type
     or an unknown id, then never again for that schema (results are cached).
+
+    Errors say what the caller should do with them: an unknown id is a
+    :class:`SchemaNotFoundError` (the record cannot be read: a poison record), an
+    incompatible schema or a bad request a :class:`SchemaError`; a registry that does
+    not answer (connection refused, timeout, HTTP 5xx, retried for about
+    ``retry_for_s`` seconds) or refuses our credentials is a
+    :class:`SchemaRegistryUnavailableError`, which is not a ``SchemaError``, so no
+    record is dead-lettered because the registry was briefly away.
     """
 
     _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        retry_for_s: float = 5.0,
+        source: str = "",
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._named = f"{self.url} ({source})" if source else self.url
         self._client = httpx.Client(
-            base_url=url.rstrip("/"),
+            base_url=self.url,
             timeout=timeout_s,
+            auth=(user, password or "") if user else None,
             headers={"Content-Type": self._CONTENT_TYPE, "Accept": self._CONTENT_TYPE},
         )
+        self._retry_for_s = retry_for_s
         self._by_id: dict[int, dict[str, Any]] = {}
         self._ids: dict[tuple[str, str], int] = {}
 
     def close(self) -> None:
         self._client.close()
 
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        """One request, retried with backoff while the registry is away (or overloaded)."""
+        deadline = time.monotonic() + self._retry_for_s
+        delay = 0.2
+        while True:
+            try:
+                response = self._client.request(method, path, json=body)
+                if response.status_code < 500:
+                    return response
+                problem = f"HTTP {response.status_code}"
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+            if time.monotonic() + delay > deadline:
+                raise SchemaRegistryUnavailableError(
+                    f"schema registry {self._named} did not answer {method} {path} "
+                    f"({problem}); is it running? (`agentstream infra status`; set "
+                    "AGENTSTREAM_SCHEMA_REGISTRY_URL=local to use none)"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self._client.request(method, path, json=body)
+        response = self._send(method, path, body)
+        if response.status_code in (401, 403):
+            raise SchemaRegistryUnavailableError(
+                f"schema registry {self._named} refused our credentials "
+                f"(HTTP {response.status_code}); check AGENTSTREAM_SCHEMA_REGISTRY_USER "
+                "and AGENTSTREAM_SCHEMA_REGISTRY_PASSWORD"
+            )
         if response.status_code >= 400:
             try:
                 detail = response.json().get("message", response.text)
             except ValueError:
                 detail = response.text
-            raise SchemaError(
-                f"schema registry {method} {path}: HTTP {response.status_code}: {detail}"
+            message = (
+                f"schema registry {method} {self.url}{path}: HTTP {response.status_code}: {detail}"
             )
+            if response.status_code == 404:
+                raise SchemaNotFoundError(message)
+            raise SchemaError(message)
         return response.json()
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
@@ -148,8 +215,6 @@ class ConfluentSchemaRegistry:
                 f"/compatibility/subjects/{subject}/versions/latest",
                 {"schema": json.dumps(schema)},
             )
-        except SchemaError as error:
-            if "HTTP 404" in str(error):  # no version yet: anything is compatible
-                return True
-            raise
+        except SchemaNotFoundError:  # no version yet: anything is compatible
+            return True
         return bool(answer.get("is_compatible", False))

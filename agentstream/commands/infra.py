@@ -1,4 +1,4 @@
-"""``agentstream infra up|down|status``: local Kafka and Postgres without Docker.
+"""``agentstream infra up|down|status``: local Kafka, Postgres and schema registry, no Docker.
 
 A thin shell over :mod:`infra.local`, which test fixtures call directly; keeping the
 logic there means the CLI and the tests bring up exactly the same servers.
@@ -14,10 +14,12 @@ from typing import Any
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "infra",
-        help="start/stop local Kafka and Postgres (no Docker)",
+        help="start/stop local Kafka, Postgres and schema registry (no Docker)",
         description=(
-            "Local Apache Kafka 4.1.1 (KRaft) and Postgres 15 for development and tests. "
-            "Jars and Kafka data live in $AGENTSTREAM_HOME (default <repo>/.agentstream)."
+            "Local Apache Kafka 4.1.1 (KRaft), Postgres 15 and Apicurio Registry 3.3.3 "
+            "(Confluent schema registry API on 127.0.0.1:8081; needs Java 21+) for development "
+            "and tests. Jars, the registry's app and Kafka data live in $AGENTSTREAM_HOME "
+            "(default <repo>/.agentstream)."
         ),
     )
     actions = parser.add_subparsers(dest="infra_action", metavar="ACTION")
@@ -26,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up = actions.add_parser(
         "up",
         help="start what is not running (idempotent)",
-        description="Start Kafka and Postgres if they do not run yet, and wait until they answer.",
+        description=(
+            "Start Kafka, Postgres and the schema registry if they do not run yet, and wait "
+            "until they answer. Every component then uses that registry unless "
+            "AGENTSTREAM_SCHEMA_REGISTRY_URL says otherwise (`local`: none)."
+        ),
     )
     up.add_argument(
         "--brokers",
@@ -38,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up.add_argument(
         "--fresh",
         action="store_true",
-        help="stop everything and delete Kafka and Postgres data first",
+        help="stop everything and delete Kafka and Postgres data (and so the registry's) first",
     )
     up.set_defaults(func=_up)
 
@@ -47,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     down.set_defaults(func=_down)
 
     status = actions.add_parser(
-        "status", help="what runs where (exit 0 only when Kafka and Postgres answer)"
+        "status",
+        help="what runs where (exit 0 only when Kafka, Postgres and the registry in use answer)",
     )
     status.set_defaults(func=_status)
 
@@ -66,8 +73,12 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     print(f"Kafka     {endpoints.bootstrap_servers}")
     print(f"Postgres  {endpoints.database_url}")
+    registry = endpoints.schema_registry_url
+    print(f"Registry  {registry or 'none (local fingerprint ids)'}")
     print(f"export AGENTSTREAM_KAFKA_BOOTSTRAP={endpoints.bootstrap_servers}")
     print(f"export AGENTSTREAM_DATABASE_URL={endpoints.database_url}")
+    # Optional: components find the registry `up` started without it (schemas.settings).
+    print(f"export AGENTSTREAM_SCHEMA_REGISTRY_URL={registry or 'local'}")
     return 0
 
 
@@ -83,7 +94,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from infra.local import format_status, status
+    from infra.status import format_status, status
 
     st = status()
     print(format_status(st))

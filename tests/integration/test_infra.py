@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from infra import kafka, kafka_ready, local
+from infra import status as infra_status
 
 BOOTSTRAP = os.environ.get("AGENTSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DASHBOARD = (
@@ -73,10 +74,10 @@ async def test_postgres_answers_at_the_dsn() -> None:
 
 @pytest.mark.integration
 def test_status_reports_both_running() -> None:
-    st = local.status()
-    assert st.kafka_ok, local.format_status(st)
-    assert st.postgres_ok, local.format_status(st)
-    text = local.format_status(st)
+    st = infra_status.status()
+    assert st.kafka_ok, infra_status.format_status(st)
+    assert st.postgres_ok, infra_status.format_status(st)
+    text = infra_status.format_status(st)
     assert "answering" in text
     assert "NOT answering" not in text
     assert f"metrics {st.kafka_nodes[0].metrics_url}" in text

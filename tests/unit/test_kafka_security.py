@@ -189,7 +189,7 @@ def test_nothing_listening_is_unavailable_not_a_login_problem() -> None:
 def test_infra_takes_a_secured_bootstrap_that_accepts_connections(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from infra.local import _kafka_answers
+    from infra.local import kafka_answers
 
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
@@ -197,8 +197,8 @@ def test_infra_takes_a_secured_bootstrap_that_accepts_connections(
         address = f"127.0.0.1:{listening.getsockname()[1]}"
         # not Kafka over plaintext: the ApiVersions probe gets no answer
         monkeypatch.delenv("AGENTSTREAM_KAFKA_SECURITY_PROTOCOL", raising=False)
-        assert not _kafka_answers(address)
+        assert not kafka_answers(address)
         # a TLS or SASL listener cannot be probed without the login: an open port counts
         monkeypatch.setenv("AGENTSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-        assert _kafka_answers(address)
-    assert not _kafka_answers(f"127.0.0.1:{_closed_port()}")
+        assert kafka_answers(address)
+    assert not kafka_answers(f"127.0.0.1:{_closed_port()}")

@@ -27,7 +27,7 @@ def test_every_record_has_a_history() -> None:
     ("name", "version", "old"), MATRIX, ids=[f"{n}-v{v}" for n, v, _ in MATRIX]
 )
 def test_old_version_reads_as_current(name: str, version: int, old: dict[str, Any]) -> None:
-    codec = Codec()
+    codec = Codec(LocalSchemaRegistry())
     registry = codec.registry
     assert isinstance(registry, LocalSchemaRegistry)
     old_id = registry.register(record_type(name).full_name, old)

@@ -26,7 +26,7 @@ ENVELOPE = ("event_id", "session_id", "tenant_id", "time_ms", "causation_id", "c
 
 @pytest.fixture(scope="module")
 def codec() -> Codec:
-    return Codec()
+    return Codec(LocalSchemaRegistry())  # these tests are about the fingerprint ids
 
 
 @pytest.mark.parametrize("name", RECORD_NAMES)
@@ -50,7 +50,7 @@ def test_every_record_carries_the_envelope(name: str) -> None:
 
 
 def test_ids_are_stable_across_codecs_and_registries() -> None:
-    first, second = Codec(), Codec(LocalSchemaRegistry())
+    first, second = Codec(LocalSchemaRegistry()), Codec(LocalSchemaRegistry())
     assert [first.schema_id(n) for n in RECORD_NAMES] == [second.schema_id(n) for n in RECORD_NAMES]
     assert len({first.schema_id(n) for n in RECORD_NAMES}) == len(RECORD_NAMES)
 
