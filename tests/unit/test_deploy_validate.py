@@ -5,10 +5,12 @@ cluster:
   Kubernetes OpenAPI schemas shipped by ``kubernetes-validate``, strictly
   (an unknown field is an error), for the oldest and newest Kubernetes we target;
 - the Strimzi resources against the rules of Strimzi's model (kafka.strimzi.io/v1:
-  required fields, listener names and ports, node roles, storage);
+  required fields, listener names and ports, node roles, storage), in Python, and
+  read into Strimzi's own model classes (io.strimzi:api 0.49) by StrimziCheck;
 - the compose file loaded by compose-go and every overlay built by the kustomize
   API, with the validator that ``scripts/validate-deploy.sh`` builds (Go modules,
-  fetched once). Without that binary those tests skip and say how to get it.
+  fetched once). Without that binary, or StrimziCheck's compiled classes, those
+  tests skip and say how to get them.
 """
 
 from __future__ import annotations
@@ -230,6 +232,39 @@ def test_the_strimzi_check_refuses_what_strimzi_refuses() -> None:
     bad[2]["spec"]["partitions"] = 0
     errors = strimzi_errors(bad)
     assert len(errors) == 5, errors
+
+
+def strimzi_check(*files: Path) -> subprocess.CompletedProcess[str]:
+    folder = home() / "strimzi-check"
+    if not (folder / "classpath.txt").is_file() or not shutil.which("java"):
+        pytest.skip("no compiled StrimziCheck: run scripts/validate-deploy.sh (needs a JDK, Maven)")
+    classpath = f"{folder / 'classes'}:{(folder / 'classpath.txt').read_text().strip()}"
+    return subprocess.run(
+        ["java", "-Dslf4j.internal.verbosity=ERROR", "-cp", classpath, "StrimziCheck"]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_strimzis_model_reads_our_resources_and_refuses_broken_ones(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        (K8S / "base" / "kafka.yaml")
+        .read_text()
+        .replace("type: internal", "type: internl")
+        .replace("  entityOperator:", "  entityOperatr:")
+        .replace("    - broker", "    - brokr")
+        .replace("kraftMetadata: shared", "kraftMetadata: sharedd")
+    )
+    checked = strimzi_check(K8S / "base" / "kafka.yaml", K8S / "base" / "topics.yaml", broken)
+    assert "checked 11 Strimzi resources" in checked.stdout, checked.stdout + checked.stderr
+    problems = checked.stderr.splitlines()
+    assert checked.returncode == 1
+    assert all(line.startswith(str(broken)) for line in problems), problems
+    for wrong in ('"internl"', "[entityOperatr]", '"brokr"', '"sharedd"'):
+        assert any(wrong in line for line in problems), wrong
 
 
 # ------------------------------------------------------------------ compose-go
