@@ -239,10 +239,28 @@ def test_compose_database_url_names_the_compose_postgres() -> None:
         assert service["environment"]["AGENTSTREAM_DATABASE_URL"] == expected, name
 
 
+def registry_compatibility() -> str:
+    """The compatibility `agentstream infra up`'s registry enforces (BACKWARD before
+    infra/registry.py existed: the schema evolution check's own rule)."""
+    try:
+        from infra import registry  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return "BACKWARD"
+    return str(registry.COMPATIBILITY)
+
+
 def test_compose_registry_url_is_the_registrys_confluent_api() -> None:
     registry = services()["schema-registry"]
     assert registry["image"] == APICURIO_IMAGE
     assert registry["environment"]["APICURIO_STORAGE_KIND"] == "kafkasql"
+    compatibility = registry["environment"]["APICURIO_RULES_GLOBAL_COMPATIBILITY"]
+    assert compatibility == registry_compatibility()
+    (k8s,) = [
+        c for w, c in containers(k8s_objects(K8S / "base")) if w == "agentstream-schema-registry"
+    ]
+    env = {e["name"]: e["value"] for e in k8s["env"]}
+    assert env["APICURIO_RULES_GLOBAL_COMPATIBILITY"] == compatibility
+    assert env["APICURIO_STORAGE_KIND"] == "kafkasql"
     urls = {
         s["environment"].get("AGENTSTREAM_SCHEMA_REGISTRY_URL")
         for s in agentstream_services().values()
