@@ -314,3 +314,31 @@ def test_compose_go_refuses_a_broken_copy(tmp_path: Path, old: str, new: str) ->
     broken.write_text(text.replace(old, new, 1))
     loaded = load_compose(broken)
     assert loaded.returncode != 0 and loaded.stderr.strip()
+
+
+# ------------------------------------------------------------------ Prometheus
+
+
+def test_promtool_accepts_the_compose_prometheus_config_with_our_rules(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing("promtool is not installed (Debian: apt-get install prometheus)")
+    # laid out as the container sees it: the rules next to the config
+    shutil.copy(COMPOSE.parent / "prometheus.yml", tmp_path / "prometheus.yml")
+    shutil.copy(K8S.parent / "observability" / "alerts.yml", tmp_path / "alerts.yml")
+    checked = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout
+    (tmp_path / "alerts.yml").unlink()  # the check bites: no rules, no config
+    again = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode != 0
