@@ -35,6 +35,26 @@ class EngineSettings:
     with one, pipelining raises the maximum. Measured with ``bench_engine latency
     --partitions 4`` with this variable set to 1 (always) and 10**9 (never), and
     ``bench_engine throughput`` (docs/benchmarks.md)."""
+    rebalance_wait_s: float = 5.0
+    """How long a rebalance callback waits for a lane's batch under way (revocation,
+    giving up a partition) or for partitions to be rebuilt (assignment) before it gives
+    up on them (``AGENTSTREAM_REBALANCE_WAIT_S``). A lane given up on is cancelled and,
+    if the partition stays, rebuilt from the log; whoever starts the partition's
+    producers next aborts its open transaction, so nothing of it is applied twice.
+    Shorter than the group's rebalance timeout (its session timeout, 10 s), so a
+    member that gives up still rejoins the same generation."""
+    rebuild_backoff_max_s: float = 10.0
+    """Longest pause between two attempts to rebuild a partition whose rebuild failed
+    (Kafka or Postgres away); the pauses double from 0.5 s up to it
+    (``AGENTSTREAM_REBUILD_BACKOFF_MAX_S``)."""
+    stall_after_s: float = 60.0
+    """A lane with records waiting that has not committed for this long, or a partition
+    assigned and not rebuilt for this long, makes the worker's ``/livez`` fail
+    (``AGENTSTREAM_LIVEZ_STALL_S``)."""
+    rebalance_stuck_after_s: float = 30.0
+    """A rebalance callback running this long makes ``/livez`` fail
+    (``AGENTSTREAM_LIVEZ_REBALANCE_S``); callbacks give up on what they wait for after
+    ``rebalance_wait_s``, so this means that bound did not hold."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:
@@ -50,6 +70,14 @@ class EngineSettings:
             ),
             pipeline_min_records=int(
                 _number(env, "AGENTSTREAM_PIPELINE_MIN_RECORDS", base.pipeline_min_records)
+            ),
+            rebalance_wait_s=_number(env, "AGENTSTREAM_REBALANCE_WAIT_S", base.rebalance_wait_s),
+            rebuild_backoff_max_s=_number(
+                env, "AGENTSTREAM_REBUILD_BACKOFF_MAX_S", base.rebuild_backoff_max_s
+            ),
+            stall_after_s=_number(env, "AGENTSTREAM_LIVEZ_STALL_S", base.stall_after_s),
+            rebalance_stuck_after_s=_number(
+                env, "AGENTSTREAM_LIVEZ_REBALANCE_S", base.rebalance_stuck_after_s
             ),
         )
 

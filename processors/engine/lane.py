@@ -15,12 +15,18 @@ Exactly-once rests on ``position``: the next inbox offset this lane expects. A
 record below it was already handed to the lane (processed, or queued) and is
 dropped; that is what happens when a rebalance leaves the partition with us but
 aiokafka re-fetches from the committed offset, which lags the queue.
+
+Health: a lane knows since when it has had work without committing
+(:meth:`Lane.stalled_s`) and whether its task ended (:meth:`Lane.ended`); a lane
+whose batch does not finish within a bound is cancelled (:meth:`Lane.close` with a
+timeout, :meth:`Lane.abandon`) and the engine rebuilds the partition from the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -34,7 +40,13 @@ Process = Callable[["Lane", list[Any]], Awaitable[None]]
 class Lane:
     """Queue and task of one partition; ``busy`` is held while a batch is processed."""
 
-    def __init__(self, engine: PartitionEngine, process: Process, max_batch: int) -> None:
+    def __init__(
+        self,
+        engine: PartitionEngine,
+        process: Process,
+        max_batch: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.busy = asyncio.Lock()
         self.position: int | None = None
@@ -46,6 +58,14 @@ class Lane:
         until a rebalance drops this lane."""
         self._waiting = 0
         """Callers of ``between_batches`` waiting for the lane."""
+        self.abandoned = False
+        """Cancelled because its batch outlasted a bound: the lane is gone for good."""
+        self.rebuild_error: str | None = None
+        """Why the latest attempt to rebuild the partition failed, while it is retried."""
+        self._clock = clock
+        self._progress_at = clock()
+        """When the lane last committed, or when work reached it idle."""
+        self._in_batch = False
         self._queue: deque[Any] = deque()
         self._ready = asyncio.Event()
         self._process = process
@@ -62,6 +82,8 @@ class Lane:
 
     def push(self, records: list[Any]) -> None:
         """Queue fetched records, dropping any this lane has seen already."""
+        if not self._queue and not self._in_batch:
+            self._progress_at = self._clock()  # idle until now: nothing was owed
         position = self.position
         for record in records:
             if position is not None and record.offset < position:
@@ -102,21 +124,61 @@ class Lane:
             self._ready.clear()
         return batch
 
+    def committed(self) -> None:
+        """A transaction of this lane committed: it makes progress."""
+        self._progress_at = self._clock()
+
+    def stalled_s(self, now: float) -> float:
+        """How long the lane has had work (queued, or a batch under way) without
+        committing; 0 when it has none."""
+        if not self._queue and not self._in_batch:
+            return 0.0
+        return max(0.0, now - self._progress_at)
+
+    def ended(self) -> str | None:
+        """Why the lane's task ended, when it ended by itself (an error); else None."""
+        if self.abandoned or not self._task.done() or self._task.cancelled():
+            return None
+        error = self._task.exception()
+        return "its task returned" if error is None else f"{type(error).__name__}: {error}"
+
     async def _loop(self) -> None:
         while True:
             await self._ready.wait()
             async with self.busy:
                 batch = self.take()
                 if batch:
-                    await self._process(self, batch)
+                    self._in_batch = True
+                    try:
+                        await self._process(self, batch)
+                    finally:
+                        self._in_batch = False
 
     def stack(self) -> str:
         """Where the lane's task is suspended (for a stalled rebalance's log)."""
         return task_stack(self._task)
 
-    async def close(self) -> None:
-        """Finish the batch under way, then stop."""
-        async with self.between_batches():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+    async def close(self, timeout_s: float | None = None) -> bool:
+        """Finish the batch under way, then stop. When that takes more than
+        ``timeout_s``, cancel the batch instead (:meth:`abandon`) and return False."""
+
+        async def finish() -> None:
+            async with self.between_batches():
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+        try:
+            await asyncio.wait_for(finish(), timeout_s)
+        except TimeoutError:
+            self.abandon()
+            return False
+        return True
+
+    def abandon(self) -> None:
+        """Cancel the lane's task wherever it waits (a commit, a rebuild). Its
+        transaction is left open: the partition's next producers abort it (or wait for
+        its commit to complete) before anyone reads the log, so nothing it did is
+        applied twice or lost. Does not wait for the task to unwind."""
+        self.abandoned = True
+        self._task.cancel()

@@ -26,10 +26,12 @@ never apply a record twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,17 @@ from streams.producer import type_headers
 log = logging.getLogger(__name__)
 
 SOURCE = "engine"
+
+STOP_TIMEOUT_S = 5.0
+"""Longest wait for a producer to stop: one whose broker is away must not hold the
+engine (the next start of its transactional id fences it anyway)."""
+
+
+async def stop_producers(producers: Sequence[AIOKafkaProducer]) -> None:
+    """Stop ``producers``, each within :data:`STOP_TIMEOUT_S`, ignoring their errors."""
+    for producer in producers:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)
 
 
 @dataclass(slots=True)
@@ -324,9 +337,7 @@ class PartitionEngine:
 
     async def stop(self) -> None:
         """Stop both producers (an open transaction is aborted by the next owner)."""
-        for producer in self.producers:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        await stop_producers(self.producers)
 
     def _dead_letter(
         self,

@@ -13,6 +13,14 @@ waits for the commit and takes what queued meanwhile as one batch (fewer, larger
 transactions: ``EngineSettings.pipeline_min_records``). Background loops flush
 snapshots and fire due durable timers (a timer firing is a TimerFired command
 produced to the inbox, so replay stays deterministic).
+
+Self-healing: a rebalance callback never waits more than
+``EngineSettings.rebalance_wait_s`` for a lane (revocation) or for partitions to
+be rebuilt (assignment): a lane stuck in its batch is cancelled and its partition
+rebuilt from the log, and a partition not rebuilt in time goes on rebuilding in
+the background, paused, while the group moves on. A rebuild that fails (Kafka
+or Postgres away) is retried with backoff (takeover.py). What the engine cannot
+heal shows on the worker's ``/livez`` (health.py).
 """
 
 from __future__ import annotations
@@ -25,26 +33,23 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from processors import metrics
 from processors.agents.catalog import AgentCatalog
 from processors.core import timer_command, timers_of
-from processors.engine.inbox_progress import read_progress
+from processors.engine.health import task_problems
 from processors.engine.lane import Lane
+from processors.engine.ownership import Ownership
 from processors.engine.partition import PartitionEngine
-from processors.engine.recovery import RecoveryStats, recover_partition
+from processors.engine.recovery import RecoveryStats
 from processors.engine.snapshot_store import SnapshotStore
-from processors.engine.watchdog import nag_while, task_stack
+from processors.engine.takeover import PartitionTaker
 from processors.postgres import create_pool
 from processors.settings import EngineSettings
 from schemas import Codec
 from streams.catalogue import Catalogue
-from streams.clients import (
-    new_consumer,
-    new_group_consumer,
-    new_producer,
-    new_transactional_producer,
-)
+from streams.clients import new_consumer, new_group_consumer, new_producer
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
 from streams.tuning import producer_fenced, shorten_transaction_backoff
@@ -53,14 +58,14 @@ log = logging.getLogger(__name__)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, engine: SessionEngine) -> None:
-        self._engine = engine
+    def __init__(self, owned: Ownership) -> None:
+        self._owned = owned
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._engine._on_revoked([tp.partition for tp in revoked])
+        await self._owned.on_revoked([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._engine._on_assigned([tp.partition for tp in assigned])
+        await self._owned.on_assigned([tp.partition for tp in assigned])
 
 
 class SessionEngine:
@@ -82,22 +87,22 @@ class SessionEngine:
         self.codec = codec or Codec()
         self.group_id = f"{kafka.topic_prefix}.engine"
         self._lag = metrics.LagGauge(self.group_id)
-        self.lanes: dict[int, Lane] = {}
+        self.owned = Ownership(settings, self.catalogue.inbox.name, self._process)
+        self.lanes = self.owned.lanes
+        """The lanes of the partitions this engine owns (rebalances change it in place)."""
+        self.started = self.owned.started
+        """Set once the first assignment has been taken (or handed to rebuilds)."""
         self.recoveries: list[RecoveryStats] = []
         self._pool = pool
         self._own_pool = pool is None
-        self._lock = asyncio.Lock()
+        self._lock = self.owned.lock
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._replay_consumer: AIOKafkaConsumer | None = None
-        self._replay_lock = asyncio.Lock()
-        """One partition at a time on the replay consumer: a rebuild after a failed
-        transaction (a lane's task) may run while a rebalance recovers another."""
+        self._taker: PartitionTaker | None = None
         self._timer_producer: AIOKafkaProducer | None = None
         self._store: SnapshotStore | None = None
-        self.started = asyncio.Event()
-        """Set once the first assignment has been recovered."""
 
     @property
     def partitions(self) -> dict[int, PartitionEngine]:
@@ -123,7 +128,20 @@ class SessionEngine:
         self._consumer = new_group_consumer(
             self.kafka, self.group_id, max_poll_records=self.settings.max_batch_records
         )
-        self._consumer.subscribe([self.catalogue.inbox.name], listener=_Rebalance(self))
+        self._taker = PartitionTaker(
+            kafka=self.kafka,
+            catalogue=self.catalogue,
+            codec=self.codec,
+            agents=self.agents,
+            store=self._store,
+            replay_consumer=self._replay_consumer,
+            group_consumer=self._consumer,
+            max_sessions=self.settings.max_sessions_per_partition,
+            backoff_max_s=self.settings.rebuild_backoff_max_s,
+            recoveries=self.recoveries,
+        )
+        self.owned.consumer, self.owned.taker = self._consumer, self._taker
+        self._consumer.subscribe([self.catalogue.inbox.name], listener=_Rebalance(self.owned))
         await self._consumer.start()
         self._tasks = [
             asyncio.create_task(self._run(), name="engine-run"),
@@ -138,160 +156,41 @@ class SessionEngine:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        async with self._lock:
-            for lane in list(self.lanes.values()):
-                await lane.close()
-                with contextlib.suppress(Exception):
-                    await lane.engine.flush_snapshots()
+        await self.owned.close_lanes()
         if self._consumer is not None:
             await self._consumer.stop()
-        async with self._lock:
-            for lane in self.lanes.values():
-                await lane.engine.stop()
-            self.lanes.clear()
+        await self.owned.stop_engines()
         for client in (self._replay_consumer, self._timer_producer):
             if client is not None:
                 await client.stop()
         if self._own_pool and self._pool is not None:
             await self._pool.close()
 
-    # ------------------------------------------------------------ rebalance
+    # ---------------------------------------------------------------- health
 
-    async def _on_revoked(self, partitions: list[int]) -> None:
-        # Eager rebalancing revokes everything, then re-assigns: finish the batches
-        # under way and flush snapshots, but keep state and producers until we know
-        # which partitions really move (_on_assigned).
-        async with self._lock:
-            for p in partitions:
-                lane = self.lanes.get(p)
-                if lane is not None:
-                    async with (
-                        nag_while(f"revoking partition {p}", lane.stack),
-                        lane.between_batches(),
-                    ):
-                        with contextlib.suppress(Exception):
-                            await lane.engine.flush_snapshots()
+    def liveness(self, now: float | None = None) -> list[str]:
+        """Why the engine cannot make progress by itself (empty: it can); health.py."""
+        problems = self.owned.liveness(time.monotonic() if now is None else now)
+        if not self._stopping.is_set():
+            problems += task_problems(self._tasks)
+        return problems
 
-    async def _on_assigned(self, partitions: list[int]) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        async with self._lock:
-            for p in [p for p in self.lanes if p not in partitions]:
-                await self._drop_lane(p)
-            for p in [p for p, lane in self.lanes.items() if lane.fenced]:
-                await self._drop_lane(p)  # fenced: whatever it holds is stale
-                if p in partitions:  # ours again: make sure it is fetched
-                    with contextlib.suppress(Exception):
-                        consumer.resume(self._inbox_tp(p))
-            callback = asyncio.current_task()  # aiokafka's coordinator, running us
-            for p in partitions:
-                kept = self.lanes.get(p)
-                if kept is not None:
-                    lane = kept
-                else:
-                    async with nag_while(f"taking partition {p}", lambda: task_stack(callback)):
-                        lane = await self._recover(p)
-                # Consume from the engine's own progress, never from the group's
-                # (advisory) offsets: a kept lane resumes after what it queued.
-                position = lane.position if lane.position is not None else 0
-                consumer.seek(self._inbox_tp(p), position)
-            metrics.OWNED_PARTITIONS.set(len(self.lanes))
-        self.started.set()
+    def readiness(self) -> list[str]:
+        """Why the engine does not process all its partitions now (empty: it does)."""
+        return self.owned.readiness()
 
-    async def _drop_lane(self, p: int) -> None:
-        lane = self.lanes.pop(p)
-        async with nag_while(f"giving up partition {p}", lane.stack):
-            await lane.close()
-            await lane.engine.stop()
+    async def check_kafka(self) -> None:
+        """Raise unless a broker answers a metadata request."""
+        assert self._timer_producer is not None
+        await self._timer_producer.client.fetch_all_metadata()
+
+    async def check_postgres(self) -> None:
+        """Raise unless Postgres answers."""
+        assert self._pool is not None
+        await self._pool.fetchval("SELECT 1")
 
     def _inbox_tp(self, p: int) -> TopicPartition:
         return TopicPartition(self.catalogue.inbox.name, p)
-
-    async def _recover(self, p: int) -> Lane:
-        """Take partition p: rebuild it and start its lane at the recorded progress."""
-        engine = await self._build_engine(p)
-        lane = Lane(engine, self._process, self.settings.max_batch_records)
-        lane.reset(engine.next_inbox_offset or 0)
-        self.lanes[p] = lane
-        return lane
-
-    async def _inbox_position(self, p: int) -> int:
-        """Where partition p's inbox is applied up to: the newest progress record
-        (read after init_transactions aborted any open transaction of ours)."""
-        assert self._replay_consumer is not None and self._consumer is not None
-        progress = await read_progress(
-            self._replay_consumer, self.catalogue.engine_progress.name, p
-        )
-        if progress is not None:
-            return progress.next_offset
-        # No progress record yet: an engine from before they existed committed its
-        # position as group offsets inside its transactions.
-        committed = await self._consumer.committed(self._inbox_tp(p))
-        return committed if committed is not None else 0
-
-    async def _rebuild(self, p: int, old: PartitionEngine) -> PartitionEngine:
-        """Replace ``old`` (after a failed transaction) by an engine rebuilt from the log."""
-        await old.stop()
-        return await self._build_engine(p)
-
-    async def _transactional_producer(self, p: int, suffix: str) -> AIOKafkaProducer:
-        """A started producer with one of partition p's transactional ids.
-
-        Both ids of p belong to whoever owns p: a new owner starts both, which fences
-        the previous owner's and aborts any transaction it left open. The first id
-        is the one engines used before partitions had two producers, so an owner
-        still fences an engine of that version.
-        """
-        producer = new_transactional_producer(
-            self.kafka, f"{self.catalogue.inbox.name}.engine.{p}{suffix}"
-        )
-        await producer.start()
-        return producer
-
-    async def _build_engine(self, p: int) -> PartitionEngine:
-        """Fence the previous owner, rebuild p from checkpoint + events tail."""
-        assert self._store is not None and self._replay_consumer is not None
-        producers = (
-            await self._transactional_producer(p, ""),
-            await self._transactional_producer(p, ".b"),
-        )  # started: init_transactions fenced the old owner's and aborted its transactions
-        engine = PartitionEngine(
-            partition=p,
-            producers=producers,
-            catalogue=self.catalogue,
-            codec=self.codec,
-            agents=self.agents,
-            store=self._store,
-            max_sessions=self.settings.max_sessions_per_partition,
-        )
-        async with self._replay_lock:
-            stats = await recover_partition(
-                consumer=self._replay_consumer,
-                events_topic=self.catalogue.events.name,
-                partition=p,
-                store=self._store,
-                cache=engine.cache,
-                codec=self.codec,
-            )
-            engine.committed_events_offset = stats.end_offset - 1
-            engine.next_inbox_offset = await self._inbox_position(p)
-        for entry in engine.cache.dirty_entries():
-            engine.arm(entry.state)
-        engine.arm_stored(await self._store.due_sessions(p))
-        self.recoveries.append(stats)
-        metrics.RECOVERY_SECONDS.observe(stats.seconds)
-        metrics.REPLAYED_EVENTS.inc(stats.events_replayed)
-        log.info(
-            "partition %d recovered: checkpoint %d, %d events replayed (%d skipped), "
-            "%d sessions, %.3f s",
-            p,
-            stats.checkpoint,
-            stats.events_replayed,
-            stats.events_skipped,
-            stats.sessions_touched,
-            stats.seconds,
-        )
-        return engine
 
     # ------------------------------------------------------------------ loops
 
@@ -301,16 +200,21 @@ class SessionEngine:
         assert consumer is not None
         limit = 4 * self.settings.max_batch_records
         while not self._stopping.is_set():
-            batches = await consumer.getmany(
-                timeout_ms=100, max_records=self.settings.max_batch_records
-            )
+            try:
+                batches = await consumer.getmany(
+                    timeout_ms=100, max_records=self.settings.max_batch_records
+                )
+            except Exception as error:  # the broker away, a group error: fetch again
+                log.warning("inbox fetch failed: %r; again in 1 s", error)
+                await asyncio.sleep(1.0)
+                continue
             # The lock waits out a rebalance callback: aiokafka's fetcher may return
             # records of a partition whose lane is still being rebuilt.
             async with self._lock:
                 for tp, records in batches.items():
                     lane = self.lanes.get(tp.partition)
                     if lane is None:
-                        continue  # revoked since the fetch: the new owner reads them
+                        continue  # revoked or being rebuilt: sought again before fetched
                     lane.push(records)
                     if lane.pending > limit and not lane.paused:
                         consumer.pause(tp)
@@ -341,10 +245,16 @@ class SessionEngine:
                     ):
                         # On the other producer, while this commit completes.
                         following = await engine.send(await engine.prepare(lane.take()))
+                except asyncio.CancelledError:
+                    # The lane is given up: the commit's outcome is no longer ours to
+                    # learn (whoever starts p's producers next settles it).
+                    ending.cancel()
+                    raise
                 finally:
                     # Always learn the commit's outcome before anything else: a batch
                     # sent on top of a failed transaction must never be committed.
                     await ending
+                lane.committed()
                 if following is None:
                     return
                 sent = following
@@ -358,24 +268,33 @@ class SessionEngine:
                 lane.fenced = True
                 lane.reset(0)
                 if self._consumer is not None:
-                    self._consumer.pause(self._inbox_tp(p))
+                    with contextlib.suppress(IllegalStateError):
+                        self._consumer.pause(self._inbox_tp(p))
                 return
             log.exception("partition %d: transaction failed; rebuilding from the log", p)
-            consumer = self._consumer
-            assert consumer is not None
-            # A new producer (same transactional id: our open transaction is aborted)
-            # and state rebuilt from the log, exactly as a new owner would; the lane
-            # keeps running on the new engine, from the recorded progress.
-            lane.engine = await self._rebuild(p, lane.engine)
+            consumer, taker = self._consumer, self._taker
+            assert consumer is not None and taker is not None
+            # New producers (same transactional ids: our open transaction is aborted)
+            # and state rebuilt from the log, exactly as a new owner would; retried
+            # until it works (Kafka or Postgres may be away right now). The lane keeps
+            # running on the new engine, from the recorded progress.
+            await lane.engine.stop()
+
+            def failed(reason: str | None) -> None:
+                lane.rebuild_error = reason
+
+            lane.engine = await taker.take_until_done(p, failed)
             position = lane.engine.next_inbox_offset or 0
             # No lock (a revocation holds it while waiting for this lane): reset and
             # seek run without a suspension point between them.
             lane.reset(position)
-            consumer.seek(self._inbox_tp(p), position)
+            with contextlib.suppress(IllegalStateError):  # the assignment seeks it
+                consumer.seek(self._inbox_tp(p), position)
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.snapshot_interval_s)
+            await self.owned.revive_stopped_lanes()
             async with self._lock:
                 engines = list(self.partitions.values())
             for engine in engines:
@@ -403,36 +322,49 @@ class SessionEngine:
             log.debug("advisory offset commit skipped: %s", error)
 
     async def _timer_loop(self) -> None:
-        producer = self._timer_producer
-        assert producer is not None
         fired: dict[str, float] = {}
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.timer_interval_s)
-            now_ms = int(time.time() * 1000)
-            for engine in list(self.partitions.values()):
-                for session_id in engine.due_sessions(now_ms):
-                    state = await engine.state_of(session_id)
-                    if state is None:
-                        continue
-                    for timer in timers_of(state):
-                        if timer.deadline_ms > now_ms:
-                            engine.arm(state)
-                            continue
-                        # Re-fire a timer only if its TimerFired seems lost (5 s).
-                        if time.monotonic() - fired.get(timer.timer_id, 0.0) < 5.0:
-                            engine.arm_at(session_id, now_ms + 5_000)
-                            continue
-                        fired[timer.timer_id] = time.monotonic()
-                        name, record = timer_command(state, timer, now_ms)
-                        await producer.send(
-                            self.catalogue.inbox.name,
-                            self.codec.encode(name, record),
-                            key=session_id.encode(),
-                            partition=engine.partition,
-                            headers=type_headers(name),
-                        )
-                        metrics.TIMERS_FIRED.labels(timer.kind).inc()
-                        engine.arm_at(session_id, now_ms + 5_000)
+            try:
+                await self._fire_due_timers(fired)
+            except Exception:  # Kafka or Postgres away: the timers stay due, try again
+                log.exception("firing due timers failed")
+                await asyncio.sleep(1.0)
             if len(fired) > 100_000:
                 cutoff = time.monotonic() - 60
                 fired = {k: v for k, v in fired.items() if v > cutoff}
+
+    async def _fire_due_timers(self, fired: dict[str, float]) -> None:
+        """Produce a TimerFired for every due timer (``fired``: when each was last fired)."""
+        producer = self._timer_producer
+        assert producer is not None
+        now_ms = int(time.time() * 1000)
+        for engine in list(self.partitions.values()):
+            for session_id in engine.due_sessions(now_ms):
+                try:
+                    state = await engine.state_of(session_id)
+                except Exception:  # Postgres away: keep the session due
+                    engine.arm_at(session_id, now_ms + 5_000)
+                    raise
+                if state is None:
+                    continue
+                for timer in timers_of(state):
+                    if timer.deadline_ms > now_ms:
+                        engine.arm(state)
+                        continue
+                    # Re-fire a timer only if its TimerFired seems lost (5 s).
+                    # Looked at again in 5 s (armed before sending: a failed send
+                    # leaves the timer due, not forgotten).
+                    engine.arm_at(session_id, now_ms + 5_000)
+                    if time.monotonic() - fired.get(timer.timer_id, 0.0) < 5.0:
+                        continue
+                    fired[timer.timer_id] = time.monotonic()
+                    name, record = timer_command(state, timer, now_ms)
+                    await producer.send(
+                        self.catalogue.inbox.name,
+                        self.codec.encode(name, record),
+                        key=session_id.encode(),
+                        partition=engine.partition,
+                        headers=type_headers(name),
+                    )
+                    metrics.TIMERS_FIRED.labels(timer.kind).inc()
