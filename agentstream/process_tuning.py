@@ -20,7 +20,9 @@ generation, and how late the event loop runs a timer in
 ``agentstream_event_loop_lag_seconds`` (a busy or blocked loop delays every
 Kafka round trip of every partition the worker owns), so a regression shows on
 the worker's ``/metrics``. The same watcher measures how busy the loop's thread
-is and from that the worker's capacity and headroom (:class:`CapacityMeter`).
+is and from that the worker's capacity and headroom (:class:`CapacityMeter`), and
+is the heartbeat of :class:`LoopWatch`, which turns ``/livez`` red when the loop
+stops running and names, from a thread of its own, the code that holds it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -165,16 +169,130 @@ class CapacityMeter:
 
 
 async def watch_event_loop_lag(
-    interval_s: float = 0.25, capacity: CapacityMeter | None = None
+    interval_s: float = 0.25,
+    capacity: CapacityMeter | None = None,
+    *,
+    beats: LoopWatch | None = None,
 ) -> None:
-    """Observe the loop's lag (and ``capacity``) every ``interval_s`` until cancelled."""
+    """Observe the loop's lag (and ``capacity``) every ``interval_s`` until cancelled,
+    and tell ``beats`` each heartbeat."""
     loop = asyncio.get_running_loop()
     while True:
         asked = loop.time()
         await asyncio.sleep(interval_s)
-        EVENT_LOOP_LAG.observe(max(0.0, loop.time() - asked - interval_s))
+        lag = max(0.0, loop.time() - asked - interval_s)
+        EVENT_LOOP_LAG.observe(lag)
+        if beats is not None:
+            beats.beat(lag)
         if capacity is not None:
             capacity.tick()
+
+
+DEFAULT_LOOP_BLOCKED_S = 5.0
+"""``/livez`` fails once the event loop has not run for this long. Far above a
+collector pause or a replay batch's fold (each yields to the loop), far below a
+Kafka session timeout (10 s): past it every client of the process is late."""
+
+
+def loop_blocked_after_from_env(env: Mapping[str, str]) -> float:
+    """``AGENTSTREAM_LIVEZ_LOOP_BLOCKED_S`` (seconds, > 0) or the default."""
+    text = env.get("AGENTSTREAM_LIVEZ_LOOP_BLOCKED_S", "").strip()
+    if not text:
+        return DEFAULT_LOOP_BLOCKED_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"AGENTSTREAM_LIVEZ_LOOP_BLOCKED_S={text!r}: expected seconds > 0")
+    return value
+
+
+class LoopWatch:
+    """Whether the event loop runs: heartbeats on the loop, a watchdog thread off it.
+
+    :func:`watch_event_loop_lag` calls :meth:`beat` from the loop. A liveness probe
+    answered by the loop itself can only answer once the loop runs again, so
+    :meth:`problem` reports both a heartbeat overdue now and a last heartbeat that
+    came ``blocked_after_s`` late: the probe that waited through a block answers 503
+    naming it, and the next one, a heartbeat later, 200. While the loop is blocked
+    nothing on it can log, so the watchdog thread (:meth:`start_thread`) logs where
+    the loop's thread is stuck, once per block.
+    """
+
+    def __init__(self, blocked_after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.blocked_after_s = blocked_after_s
+        self._clock = clock
+        self._beat_at: float | None = None
+        """Last heartbeat; None before the first (the loop is starting)."""
+        self._lag = 0.0
+        """How late the last heartbeat came."""
+        self._loop_thread: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self, lag_s: float) -> None:
+        """The loop ran a heartbeat ``lag_s`` later than asked."""
+        self._beat_at, self._lag = self._clock(), lag_s
+
+    def silent_s(self) -> float:
+        """Seconds since the last heartbeat (0 before the first)."""
+        return 0.0 if self._beat_at is None else self._clock() - self._beat_at
+
+    def problem(self) -> str | None:
+        """Why the loop counts as blocked, or None."""
+        if self._beat_at is None:
+            return None
+        silent = self.silent_s()
+        limit = self.blocked_after_s
+        if silent >= limit:
+            return f"event loop blocked: no heartbeat for {silent:.1f} s (limit {limit:g} s)"
+        if self._lag >= limit:
+            return (
+                f"event loop was blocked for {self._lag:.1f} s until {silent:.1f} s ago"
+                f" (limit {limit:g} s)"
+            )
+        return None
+
+    def start_thread(self, interval_s: float = 0.5) -> None:
+        """Start the watchdog thread; call from the loop's thread."""
+        self._loop_thread = threading.get_ident()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._watch, args=(interval_s,), name="loop-watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def stop_thread(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _watch(self, interval_s: float) -> None:
+        blocked = False
+        while not self._stop.wait(interval_s):
+            silent = self.silent_s()
+            overdue = silent >= self.blocked_after_s
+            if overdue and not blocked:
+                log.error(
+                    "event loop blocked: no heartbeat for %.1f s; its thread is in: %s",
+                    silent,
+                    self.loop_stack(),
+                )
+            elif blocked and not overdue:
+                log.warning("event loop runs again")
+            blocked = overdue
+
+    def loop_stack(self, limit: int = 12) -> str:
+        """Where the loop's thread is now: innermost frame first, each called from the next."""
+        frame = sys._current_frames().get(self._loop_thread or -1)
+        frames: list[str] = []
+        while frame is not None and len(frames) < limit:
+            where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+            frames.append(f"{frame.f_code.co_name} ({where})")
+            frame = frame.f_back
+        return " <- ".join(frames) if frames else "(unknown)"
 
 
 def install_event_loop_policy(env: Mapping[str, str]) -> str:

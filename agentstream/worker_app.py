@@ -1,8 +1,9 @@
 """The agentstream worker: a faust-streaming App hosting the engine and executors.
 
 faust is the chassis (docs/architecture.md, "Where faust fits"): the App
-and its service lifecycle, signal handling, the web server for ``/healthz``
-and ``/metrics``, and low-volume agents (here: the DLQ watcher). The per-event
+and its service lifecycle, signal handling, the web server for the probes
+(``/livez``, ``/readyz``, ``/healthz``; docs/health.md) and ``/metrics``, and
+low-volume agents (here: the DLQ watcher). The per-event
 hot path does not run through faust: the session engine and the executors are
 aiokafka batch loops started as services of the App.
 
@@ -27,9 +28,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from agentstream.process_tuning import (
     CapacityMeter,
+    LoopWatch,
     freeze_startup_objects,
     gc_threshold_from_env,
     install_event_loop_policy,
+    loop_blocked_after_from_env,
     tune_gc,
     watch_event_loop_lag,
 )
@@ -41,6 +44,7 @@ from processors.executors.work_executor import ResultProducer, WorkExecutor
 from processors.metrics import steps_done
 from processors.settings import EngineSettings, ExecutorSettings
 from streams.catalogue import Catalogue
+from streams.clients import new_admin
 from streams.consumer import GROUP_HEARTBEAT_INTERVAL_MS, GROUP_SESSION_TIMEOUT_MS
 from streams.dlq import ERROR, ORIGIN_TOPIC, REASON, SOURCE
 from streams.settings import KafkaSettings
@@ -48,6 +52,8 @@ from streams.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("engine", "llm", "tools")
+CHECK_TIMEOUT_S = 2.0
+"""Longest a readiness check of Kafka or Postgres may take before it counts as failed."""
 
 DLQ_SEEN = Counter(
     "agentstream_dlq_seen_total",
@@ -117,6 +123,45 @@ class Components:
         if self.engine is not None:
             await self.engine.stop()
 
+    def liveness(self, loop: LoopWatch | None = None) -> list[str]:
+        """Why this process should be restarted (empty: it should not): its event loop
+        does not run, or its engine cannot make progress by itself."""
+        problems: list[str] = []
+        blocked = loop.problem() if loop is not None else None
+        if blocked is not None:
+            problems.append(blocked)
+        if self.engine is not None:
+            problems += self.engine.liveness()
+        return problems
+
+    async def readiness(self) -> tuple[list[str], dict[str, str]]:
+        """Why this process cannot do its job now, and each dependency check's outcome:
+        its engine's partitions are rebuilt, Kafka answers and (engine) Postgres does."""
+        problems = self.engine.readiness() if self.engine is not None else []
+        checks = {"kafka": self._check_kafka()}
+        if self.engine is not None:
+            checks["postgres"] = self.engine.check_postgres()
+        outcomes: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check, CHECK_TIMEOUT_S)
+                outcomes[name] = "ok"
+            except Exception as error:
+                outcomes[name] = f"unavailable: {type(error).__name__}"
+                problems.append(f"{name} unavailable: {type(error).__name__}: {error}")
+        return problems, outcomes
+
+    async def _check_kafka(self) -> None:
+        if self.engine is not None:
+            await self.engine.check_kafka()
+            return
+        admin = new_admin(self.kafka, request_timeout_ms=int(CHECK_TIMEOUT_S * 1000))
+        await admin.start()  # executors only: a short-lived client of its own
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {
             "roles": list(self.roles),
@@ -129,6 +174,8 @@ class Components:
         if self.engine is not None:
             report["engine"] = {
                 "partitions": sorted(self.engine.partitions),
+                "rebuilding": self.engine.owned.rebuilding,
+                "lanes_given_up": self.engine.owned.gave_up,
                 "sessions_in_memory": sum(len(p.cache) for p in self.engine.partitions.values()),
                 "recoveries": [
                     {
@@ -155,6 +202,7 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
     """The faust App hosting ``components`` (a service), health, metrics and the DLQ watcher."""
     kafka = components.kafka
     catalogue = Catalogue.from_settings(kafka)
+    loop_watch = LoopWatch(loop_blocked_after_from_env(os.environ))
     app = faust.App(
         f"{kafka.topic_prefix}.worker",
         broker=[f"kafka://{server}" for server in kafka.bootstrap.split(",")],
@@ -186,17 +234,20 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
             handler_levels = [h.level for h in logging.getLogger().handlers] or [level]
             for name in ("aiokafka", "faust", "mode", "processors", "agentstream"):
                 logging.getLogger(name).setLevel(max(min(handler_levels), logging.INFO))
-            await components.start()
-            freeze_startup_objects()
+            # The heartbeat first: a start that blocks the loop shows on /livez.
             capacity = CapacityMeter(steps_done(components.roles))
             self._lag_watch = asyncio.create_task(
-                watch_event_loop_lag(capacity=capacity), name="loop-lag"
+                watch_event_loop_lag(capacity=capacity, beats=loop_watch), name="loop-lag"
             )
+            loop_watch.start_thread()
+            await components.start()
+            freeze_startup_objects()
 
         async def on_stop(self) -> None:
             watch = getattr(self, "_lag_watch", None)
             if watch is not None:
                 watch.cancel()
+            loop_watch.stop_thread()
             await components.stop()
 
     app.service(ComponentsService)
@@ -217,9 +268,25 @@ def build_app(components: Components, *, web_port: int, data_dir: Path) -> faust
                 headers.get(ERROR, b"").decode(errors="replace"),
             )
 
+    @app.page("/livez")
+    async def livez(web: Any, request: Any) -> Any:
+        problems = components.liveness(loop_watch)
+        return web.json({"ok": not problems, "problems": problems}, status=503 if problems else 200)
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        problems, checks = await components.readiness()
+        return web.json(
+            {"ok": not problems, "problems": problems, "checks": checks},
+            status=503 if problems else 200,
+        )
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"ok": True, **components.health()})
+        # Informational, always 200 (scripts read its partitions): /livez and /readyz judge.
+        problems = components.liveness(loop_watch)
+        return web.json({"ok": True, "live": not problems, "problems": problems,
+                         **components.health()})  # fmt: skip
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

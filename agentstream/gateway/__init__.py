@@ -6,7 +6,7 @@ Part of the composition root (it may import every package). The modules::
     commands     POST /v1/sessions, :batch, /messages, /approvals, /cancel -> inbox
     read_api     GET /v1/sessions, /v1/sessions/{id}, /events, /v1/usage
     sse          GET /v1/sessions/{id}/stream (resumable Server-Sent Events)
-    ops          /healthz, /readyz, /metrics, /openapi.json
+    ops          /livez, /healthz, /readyz, /metrics, /openapi.json
     openapi      the OpenAPI document (written by hand, checked by tests)
     requests     bodies -> commands (validation, no I/O)
     auth         Bearer keys -> tenants (cached, revocations via NOTIFY)

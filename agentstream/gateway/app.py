@@ -65,6 +65,7 @@ def build_app(gateway: Gateway) -> web.Application:
     # Bodies are capped by aiohttp too (413), also when sent chunked.
     app = web.Application(client_max_size=gateway.settings.max_body_bytes)
     app[GATEWAY] = gateway
+    app[ops.LOOP_WATCH] = ops.loop_watch()
 
     async def lifecycle(app: web.Application) -> Any:
         await gateway.start()
@@ -73,6 +74,7 @@ def build_app(gateway: Gateway) -> web.Application:
         gauge.cancel()
         await gateway.stop()
 
+    app.cleanup_ctx.append(ops.watch_the_loop)  # first: a slow start shows on /livez
     app.cleanup_ctx.append(lifecycle)
     for module in (commands, read_api, sse, ops):
         for method, path, name, handler in module.ROUTES:

@@ -240,10 +240,23 @@ def openapi_document(settings: GatewaySettings, agents: Sequence[str]) -> dict[s
             "422",
             "503",
         ),
+        "/livez": {
+            "get": {
+                **open_ops,
+                "summary": "Liveness: the event loop runs",
+                "responses": {
+                    "200": {"description": "Alive.", "content": _json({"type": "object"})},
+                    "503": {
+                        "description": "The event loop was blocked past its limit (`problems`).",
+                        "content": _json({"type": "object"}),
+                    },
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 **open_ops,
-                "summary": "Liveness",
+                "summary": "The process answers",
                 "responses": {
                     "200": {"description": "Alive.", "content": _json({"type": "object"})}
                 },

@@ -67,6 +67,11 @@ class Ownership:
         self._chores: set[asyncio.Task[None]] = set()
         """Engines of given-up lanes being stopped (no callback waits for them)."""
 
+    @property
+    def rebuilding(self) -> list[int]:
+        """Partitions assigned and not rebuilt yet."""
+        return sorted(self.healing)
+
     def tp(self, p: int) -> TopicPartition:
         return TopicPartition(self.inbox_topic, p)
 
@@ -169,7 +174,7 @@ class Ownership:
                     log.warning(
                         "partitions %s not rebuilt within %g s: they go on rebuilding,"
                         " paused, while the group moves on",
-                        sorted(self.healing),
+                        self.rebuilding,
                         self.settings.rebalance_wait_s,
                     )
         self.started.set()

@@ -40,7 +40,7 @@ def test_only_operations_endpoints_are_open() -> None:
         path for path, item in document["paths"].items()
         if any(op.get("security") == [] for op in item.values())
     }  # fmt: skip
-    assert open_paths == {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+    assert open_paths == {"/livez", "/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 
 def test_the_document_is_valid_and_refers_to_defined_schemas() -> None:
