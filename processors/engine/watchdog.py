@@ -22,14 +22,27 @@ NAG_AFTER_S = 5.0
 
 
 def task_stack(task: asyncio.Task[object] | None, limit: int = 12) -> str:
-    """Where ``task`` is suspended, innermost frame last (one line per frame)."""
+    """Where ``task`` is suspended: innermost frame first, each awaited by the next.
+
+    Follows the chain of awaits (``cr_await``) down through coroutines and awaited
+    tasks; ``Task.get_stack`` shows only the outermost coroutine's frame, which for
+    a lane is always its loop, not the commit it waits for.
+    """
     if task is None or task.done():
         return "(no task under way)"
-    frames = task.get_stack(limit=limit)
-    return " <- ".join(
-        f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})"
-        for frame in reversed(frames)
-    )
+    frames: list[str] = []
+    awaited: object = task.get_coro()
+    while awaited is not None and len(frames) < limit:
+        if isinstance(awaited, asyncio.Task):
+            awaited = awaited.get_coro()
+            continue
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+        frames.append(f"{frame.f_code.co_name} ({name}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return " <- ".join(reversed(frames)) if frames else "(unknown)"
 
 
 @contextlib.asynccontextmanager
