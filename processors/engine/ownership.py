@@ -61,6 +61,10 @@ class Ownership:
         """Lanes cancelled because their batch outlasted ``rebalance_wait_s``."""
         self.started = asyncio.Event()
         """Set once the first assignment has been taken (or handed to rebuilds)."""
+        self.settled = False
+        """From the end of an assignment to the start of the next revocation: the only
+        time this member's group generation is sure to be current (see
+        ``SessionEngine._commit_group_offsets``)."""
         self.consumer: AIOKafkaConsumer | None = None
         self.taker: PartitionTaker | None = None
         self._closing = False
@@ -92,6 +96,7 @@ class Ownership:
     # ------------------------------------------------------------ revocation
 
     async def on_revoked(self, partitions: list[int]) -> None:
+        self.settled = False
         with self.callback.running(f"revoking partitions {sorted(partitions)}"):
             async with self.lock:
                 lanes = [self.lanes[p] for p in partitions if p in self.lanes]
@@ -177,6 +182,7 @@ class Ownership:
                         self.rebuilding,
                         self.settings.rebalance_wait_s,
                     )
+        self.settled = True
         self.started.set()
 
     async def _drop_lane(self, p: int) -> None:

@@ -306,7 +306,14 @@ class SessionEngine:
 
     async def _commit_group_offsets(self, engines: list[PartitionEngine]) -> None:
         """Mirror the progress into the group's offsets, for lag dashboards and the
-        gateway's admission control; advisory (recovery reads engine-progress)."""
+        gateway's admission control; advisory (recovery reads engine-progress).
+
+        Never between a revocation and the assignment after it: a commit sent while
+        our JoinGroup waits is answered only after it (one connection to the
+        coordinator), with the old generation, so ILLEGAL_GENERATION; aiokafka then
+        forgets its member id and rejoins as a new member, which starts another
+        rebalance, and with commits every snapshot interval the group never settles.
+        """
         consumer = self._consumer
         offsets = {
             self._inbox_tp(e.partition): e.next_inbox_offset
@@ -314,7 +321,7 @@ class SessionEngine:
             if e.next_inbox_offset is not None
         }
         await self._lag.update(consumer, offsets)
-        if consumer is None or not offsets:
+        if consumer is None or not offsets or not self.owned.settled:
             return
         try:
             await consumer.commit(offsets)
