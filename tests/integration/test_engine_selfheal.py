@@ -4,6 +4,7 @@
   engine joins: the revocation gives the lane up within ``rebalance_wait_s``, the group
   settles with every partition owned once, and every session ends with the log's
   invariants intact (the next producers of the held partition abort its transaction).
+* One engine's revocation is slow while another waits to join: no rebalance storm.
 * A transaction fails and the rebuild after it fails too (Kafka away at that moment):
   the rebuild is retried, liveness and readiness say so meanwhile, and turn green after.
 """
@@ -11,12 +12,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from agentstream.worker_app import Components
 from processors.engine.partition import OpenTransaction, PartitionEngine
 from processors.engine.service import SessionEngine
 from processors.engine.takeover import PartitionTaker
@@ -160,3 +163,52 @@ async def test_a_rebuild_that_fails_is_retried_and_health_says_so_meanwhile(
     for sid in ids:
         names = [name for name, _ in sessions[sid]]
         assert names.count("SessionStarted") == 1 and names[-1] == "SessionCompleted", names
+
+
+async def test_a_slow_revocation_does_not_set_off_a_rebalance_storm(
+    kafka_bootstrap: str,
+    catalogue: Catalogue,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One engine's revocation is slow (a 3 s commit) while a second engine waits in
+    JoinGroup: the waiting engine must not commit advisory offsets meanwhile (they fail
+    with ILLEGAL_GENERATION and aiokafka rejoins as a new member, again and again)."""
+    kafka = kafka_settings(catalogue, kafka_bootstrap)
+    settings = EngineSettings(snapshot_interval_s=0.2)  # advisory commits every 0.2 s
+    ids = new_ids(150)
+    end = PartitionEngine.end
+    holding: set[PartitionEngine] = set()
+    held = asyncio.Event()
+
+    async def slow_commit(self: PartitionEngine, txn: OpenTransaction) -> Any:
+        if self in holding and not held.is_set():
+            held.set()
+            await asyncio.sleep(3.0)  # slow, not stuck: within rebalance_wait_s
+        return await end(self, txn)
+
+    monkeypatch.setattr(PartitionEngine, "end", slow_commit)
+    with caplog.at_level(logging.INFO, logger="aiokafka.consumer.group_coordinator"):
+        async with running(kafka, engine_settings=settings) as a:
+            assert a.engine is not None
+            holding.update(a.engine.partitions.values())
+            await produce(
+                kafka, catalogue.inbox.name, [start_session(s, "What is 6*6?") for s in ids]
+            )
+            await asyncio.wait_for(held.wait(), 30)
+            async with running(kafka, roles=("engine",), engine_settings=settings):
+                sessions = await wait_for_terminal(kafka, catalogue, ids, timeout_s=60)
+                await asyncio.sleep(3.0)  # a storm would go on rebalancing meanwhile
+    group = f"{catalogue.prefix}.engine"
+    lines = [r.getMessage() for r in caplog.records]
+    joins = [line for line in lines if line.startswith(f"Joined group '{group}'")]
+    illegal = [line for line in lines if "IllegalGeneration" in line and group in line]
+    assert not illegal, illegal[:3]
+    assert len(joins) <= 4, joins  # A alone, then A and B (and at most one more round)
+    assert engine_gave_up(a) == 0  # slow is not stuck: nothing was given up
+    check_invariants(sessions)
+
+
+def engine_gave_up(components: Components) -> int:
+    assert components.engine is not None
+    return components.engine.owned.gave_up
