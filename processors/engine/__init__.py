@@ -4,7 +4,9 @@ One :class:`SessionEngine` per worker owns inbox partitions (a consumer group);
 for each it runs a :class:`~processors.engine.lane.Lane` that batches records
 into one Kafka transaction each. The parts, from the outside in::
 
-    service         SessionEngine: the group consumer, assignment and revocation, lanes
+    service         SessionEngine: the group consumer, the fetch loop, transactions, timers
+    ownership       the owned partitions' lanes: bounded revocation and assignment, rebuilds
+    takeover        take a partition: fence its previous owner, rebuild it (retried)
     lane            one partition's queue and task; pipelines batches when there is a backlog
     partition       PartitionEngine: decode, decide, append, commit, for one partition
     txn_writer      a transaction's records appended straight into per-partition batches
@@ -13,6 +15,7 @@ into one Kafka transaction each. The parts, from the outside in::
     snapshot_store  session snapshots and partition checkpoints in Postgres
     recovery        rebuild a partition from checkpoint + events tail on assignment
     watchdog        say what a rebalance callback waits for when it takes long
+    health          what makes the engine unhealthy (the worker's /livez and /readyz)
     log_audit       fold a session's log and check the engine's invariants (replay CLI)
 
 The decisions themselves are the pure core's (:mod:`processors.core`).
