@@ -165,7 +165,9 @@ class Lane:
         async def finish() -> None:
             async with self.between_batches():
                 self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A lane whose task died already said why (``ended``): closing it must not
+            # raise that error into a rebalance callback.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
         try:

@@ -123,6 +123,7 @@ async def test_a_lane_whose_task_died_is_reported() -> None:
     await settle()
     assert lane.ended() == "RuntimeError: a bug"
     assert lane_problems({3: lane}, 0.0, 60) == ["partition 3: lane stopped (RuntimeError: a bug)"]
+    assert await lane.close(1.0) is True  # closing a dead lane does not raise its error
 
 
 async def test_close_gives_a_stuck_batch_up_after_the_bound() -> None:
