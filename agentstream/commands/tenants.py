@@ -3,7 +3,9 @@
 ``create NAME`` makes the tenant and prints its first API key, once: only its
 SHA-256 is stored. ``key NAME`` issues another key (rotation); ``revoke``
 takes a tenant name (every key of it) or a key id, and running gateways stop
-accepting the key at once.
+accepting the key at once. ``limits NAME`` shows or sets the tenant's limits
+(command rate and burst, LLM requests and tokens per minute), each the limit
+of the whole deployment.
 """
 
 from __future__ import annotations
@@ -47,6 +49,31 @@ def register(subparsers: Any) -> None:
     list_ = add("list", "tenants and their keys (never the secrets)")
     list_.add_argument("--json", action="store_true", help="one JSON object per tenant")
     list_.set_defaults(func=run_list)
+    limits = add("limits", "show or set a tenant's limits for the whole deployment")
+    limits.add_argument("name")
+    for flag, field, kind, text in (
+        ("--rate", "rate_per_s", float, "commands per second over every API process"),
+        ("--burst", "burst", int, "command bucket size over every API process"),
+        ("--llm-rpm", "llm_rpm", int, "model requests per minute over every LLM executor"),
+        ("--llm-tpm", "llm_tpm", int, "model tokens per minute over every LLM executor"),
+    ):
+        # SUPPRESS: a flag not given leaves its limit alone; 'none' clears it.
+        limits.add_argument(
+            flag,
+            dest=field,
+            type=_or_none(kind),
+            default=argparse.SUPPRESS,
+            help=text + "; 'none' = the default",
+        )
+    limits.set_defaults(func=run_limits)
+
+
+def _or_none(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 class DatabaseUnavailable(AgentstreamError):
@@ -171,4 +198,17 @@ def run_list(args: argparse.Namespace) -> int:
         limits = f" rate={rate:g}/s" if rate else ""
         limits += f" burst={burst}" if burst else ""
         print(f"{name:<32} active: {', '.join(active) or '-'}  revoked: {len(revoked)}{limits}")
+    return 0
+
+
+def run_limits(args: argparse.Namespace) -> int:
+    from agentstream.gateway.tenants import LIMIT_FIELDS, TenantError
+
+    changes = {f: getattr(args, f) for f in LIMIT_FIELDS if hasattr(args, f)}
+    try:
+        limits = _run(args, lambda store: store.set_limits(args.name, changes))
+    except TenantError as error:
+        return _failed(error)
+    shown = {f: getattr(limits, f) for f in LIMIT_FIELDS}
+    print(json.dumps({"tenant": args.name, **shown}))
     return 0

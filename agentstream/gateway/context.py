@@ -4,7 +4,7 @@
 
     Producer          idempotent, acks=all, to the inbox (keyed by session id)
     Authenticator     Bearer keys -> tenants (cached; revocations via NOTIFY)
-    RateLimiter       per-tenant token buckets (429)
+    RateLimiter       per-tenant token buckets (429), shared out over the live API processes
     LagMonitor        engine consumer-group lag (503)
     IdempotencyStore  Idempotency-Key claims and answers in Postgres
     SessionDirectory  session -> owning tenant (404 for everyone else)
@@ -31,7 +31,7 @@ from agentstream.gateway.encoding import StartSessionEncoder
 from agentstream.gateway.errors import ApiError
 from agentstream.gateway.event_hub import EventHub
 from agentstream.gateway.idempotency import IdempotencyStore
-from agentstream.gateway.limits import LagMonitor, RateLimiter
+from agentstream.gateway.limits import ApiPeers, LagMonitor, RateLimiter
 from agentstream.gateway.ownership import SessionDirectory
 from agentstream.gateway.settings import GatewaySettings
 from agentstream.gateway.tenants import Tenant, TenantStore
@@ -74,7 +74,8 @@ class Gateway:
         self.db = create_engine(settings.database_url)
         self.tenants = TenantStore(self.db)
         self.auth = Authenticator(self.tenants, cache_s=settings.key_cache_s)
-        self.rates = RateLimiter(settings.rate_per_s, settings.burst)
+        self.peers = ApiPeers(self.db)
+        self.rates = RateLimiter(settings.rate_per_s, settings.burst, self.peers)
         self.lag = LagMonitor(
             kafka,
             self.inbox,
@@ -102,6 +103,7 @@ class Gateway:
     async def start(self) -> None:
         if self.migrate:
             await upgrade(self.settings.database_url)
+        await self.peers.start()
         await self.producer.start()
         await self.hub.start()
         await self.auth.listen(self.settings.database_url)
@@ -133,6 +135,7 @@ class Gateway:
         await self.lag.stop()
         await self.auth.close()
         await self.producer.stop()
+        await self.peers.stop()
         await self.db.dispose()
 
     async def tenant(self, request: web.Request) -> Tenant:

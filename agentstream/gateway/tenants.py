@@ -9,6 +9,12 @@ the lookup one indexed equality.
 
 Revoking sends ``NOTIFY agentstream_api_keys`` in the same transaction, so a
 running gateway drops its key cache at once (:mod:`agentstream.gateway.auth`).
+
+A tenant's limits live in its row: its command rate and burst (every gateway
+reads them with the key, so a change reaches them within ``key_cache_s``) and
+its LLM requests and tokens per minute (every LLM executor re-reads them, see
+:mod:`processors.executors.pool.tenant_limits`). Each is the limit of the whole
+deployment; NULL means the deployment's default.
 """
 
 from __future__ import annotations
@@ -47,6 +53,19 @@ class Tenant:
     """This tenant's command rate; None for the gateway's default."""
     burst: int | None = None
     """This tenant's bucket size; None for the gateway's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    """A tenant's own limits (None: the deployment's default)."""
+
+    rate_per_s: float | None = None
+    burst: int | None = None
+    llm_rpm: int | None = None
+    llm_tpm: int | None = None
+
+
+LIMIT_FIELDS = ("rate_per_s", "burst", "llm_rpm", "llm_tpm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +157,37 @@ class TenantStore:
                     "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, ",".join(revoked)
                 )
             return revoked
+
+    async def limits(self, name: str) -> TenantLimits:
+        """The tenant's limits; TenantError if there is no such tenant."""
+        async with raw_connection(self.engine) as connection:
+            row = await connection.fetchrow(
+                "SELECT rate_per_s, burst, llm_rpm, llm_tpm FROM tenants WHERE tenant_id = $1", name
+            )
+        if row is None:
+            raise TenantError(f"no tenant {name!r}")
+        return TenantLimits(*(row[f] for f in LIMIT_FIELDS))
+
+    async def set_limits(self, name: str, changes: dict[str, float | int | None]) -> TenantLimits:
+        """Change some of the tenant's limits (None clears one); returns them all."""
+        unknown = set(changes) - set(LIMIT_FIELDS)
+        if unknown:
+            raise TenantError(f"unknown limit(s) {', '.join(sorted(unknown))}")
+        for field, value in changes.items():
+            if value is not None and value <= 0:
+                raise TenantError(f"{field} must be above 0 (or none to clear), got {value}")
+        if changes:
+            names = sorted(changes)
+            assignments = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
+            async with raw_connection(self.engine) as connection:
+                done = await connection.execute(
+                    f"UPDATE tenants SET {assignments} WHERE tenant_id = $1",  # names checked above
+                    name,
+                    *(changes[n] for n in names),
+                )
+            if done == "UPDATE 0":
+                raise TenantError(f"no tenant {name!r}")
+        return await self.limits(name)
 
     async def list(self) -> list[tuple[str, float | None, int | None, list[KeyInfo]]]:
         """Every tenant with its rate override and keys, by name."""

@@ -5,20 +5,30 @@ pool itself (L2 cache connection, HTTP sessions) and the token-delta
 producer, started before the first work item and closed after the last.
 Everything else (thousands of calls in flight, committing the lowest
 unfinished offset, results to the inbox) is the plain WorkExecutor's.
+
+Rate limits are the deployment's: after every rebalance the pool takes the
+share of ``llm-calls`` partitions this executor owns (at least one partition's
+worth, so calls still under way from partitions just handed over are admitted
+rather than shed), and per-tenant limits are re-read from the tenants table.
 """
 
 from __future__ import annotations
+
+import logging
 
 from processors.agents.catalog import AgentCatalog
 from processors.executors.pool.deltas import DeltaPublisher
 from processors.executors.pool.handler import pool_llm_handler
 from processors.executors.pool.pool import LLMPool
 from processors.executors.pool.settings import PoolSettings
+from processors.executors.pool.tenant_limits import TenantLimitsWatch
 from processors.executors.work_executor import ResultProducer, WorkExecutor
 from processors.settings import ExecutorSettings
 from schemas import Codec
 from streams.catalogue import Catalogue
 from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 class LLMExecutor(WorkExecutor):
@@ -42,6 +52,14 @@ class LLMExecutor(WorkExecutor):
         if stream_deltas is None:
             stream_deltas = self.pool.settings.stream_deltas
         self.deltas = DeltaPublisher(kafka, catalogue.deltas.name, codec) if stream_deltas else None
+        s = self.pool.settings
+        self.tenant_limits = (
+            TenantLimitsWatch(
+                s.database_url, self.pool.set_tenant_limits, interval_s=s.tenant_limits_s
+            )
+            if s.tenant_limits_s > 0
+            else None
+        )
         super().__init__(
             name=name,
             kafka=kafka,
@@ -52,8 +70,22 @@ class LLMExecutor(WorkExecutor):
             results=results,
         )
 
+    def assignment_changed(self, owned: int, total: int) -> None:
+        share = max(1, owned) / max(1, total, owned)
+        if share != self.pool.share.value:
+            log.info(
+                "%s: %d of %d partitions, %.3g of every LLM rate limit",
+                self.name,
+                owned,
+                total,
+                share,
+            )
+        self.pool.share.set(share)
+
     async def start(self) -> None:
         await self.pool.start()
+        if self.tenant_limits is not None:
+            await self.tenant_limits.start()
         if self.deltas is not None:
             await self.deltas.start()
         await super().start()
@@ -62,6 +94,8 @@ class LLMExecutor(WorkExecutor):
         try:
             await super().stop()
         finally:
+            if self.tenant_limits is not None:
+                await self.tenant_limits.stop()
             if self.deltas is not None:
                 await self.deltas.stop()
             await self.pool.aclose()

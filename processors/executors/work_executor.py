@@ -98,7 +98,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._executor._progress.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        self._executor._assigned(assigned)
 
 
 class WorkExecutor:
@@ -150,6 +150,21 @@ class WorkExecutor:
         return ExecutorStats(
             self.started_count, self.finished_count, in_flight, self.peak_in_flight
         )
+
+    def assignment_changed(self, owned: int, total: int) -> None:
+        """After every rebalance: ``owned`` of the topic's ``total`` partitions are ours.
+
+        Sessions spread over partitions by key, so this is the executor's share
+        of the work; the LLM executor takes the same share of every rate limit.
+        """
+        return None
+
+    def _assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        known = consumer.partitions_for_topic(self.topic.name) if consumer is not None else None
+        total = len(known) if known else self.topic.partitions
+        owned = sum(1 for tp in assigned if tp.topic == self.topic.name)
+        self.assignment_changed(owned, total)
 
     async def start(self) -> None:
         self._producer = await self._results.acquire()

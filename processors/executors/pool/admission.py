@@ -18,32 +18,74 @@ By priority (an agent's ``priority``)::
 
 A shed call fails with :class:`~processors.executors.pool.errors.ShedError` and its
 reservations are given back; so are those of a call cancelled while waiting.
+
+Limits hold for the whole deployment, not per process: every bucket fills at
+its limit times this process's :class:`Share`, which the LLM executor sets to
+the share of ``llm-calls`` partitions its consumer owns (sessions, hence
+calls, spread over partitions by key). The shares of all executors add up to
+one without any coordination, a rebalance moves them with the partitions, and
+a process that dies takes only its own share with it; the cost on the hot
+path is one comparison. See :meth:`TokenBucket.rescale` for the burst.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from processors.executors.pool.errors import ShedError
+from processors.executors.pool.settings import TenantLimits
 
 Clock = Callable[[], float]
 
 
+class Share:
+    """The share of every deployment-wide limit this process may use, in (0, 1].
+
+    1.0 (the whole limit) until an owner sets it; buckets read it lazily,
+    through :attr:`version`, so a change costs nothing until a bucket is used.
+    """
+
+    def __init__(self, value: float = 1.0) -> None:
+        self.value = 1.0
+        self.version = 0
+        self.set(value)
+
+    def set(self, value: float) -> None:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"a share must be in (0, 1], got {value}")
+        if value != self.value:
+            self.value = value
+            self.version += 1
+
+
+WHOLE = Share()
+"""The share of a pool that is alone (tests, benchmarks): every limit in full."""
+
+
 class TokenBucket:
-    """``per_minute`` tokens a minute, holding up to ``burst_s`` seconds' worth.
+    """``per_minute`` tokens a minute times ``share``, holding ``burst_s`` seconds' worth.
 
     The level may go below zero: a reservation is a debt the reserver waits
     out, which keeps arrivals in order without a queue.
     """
 
     def __init__(
-        self, name: str, per_minute: float, burst_s: float, clock: Clock = time.monotonic
+        self,
+        name: str,
+        per_minute: float,
+        burst_s: float,
+        clock: Clock = time.monotonic,
+        share: Share = WHOLE,
     ) -> None:
         self.name = name
-        self.rate = per_minute / 60.0
+        self.per_minute = per_minute
+        self.burst_s = burst_s
+        self.share = share
+        self._version = share.version
+        self.rate = per_minute * share.value / 60.0
         self.capacity = max(1.0, self.rate * burst_s)
         self.level = self.capacity
         self._clock = clock
@@ -53,6 +95,23 @@ class TokenBucket:
         now = self._clock()
         self.level = min(self.capacity, self.level + (now - self._updated) * self.rate)
         self._updated = now
+        if self._version != self.share.version:
+            self.rescale()
+
+    def rescale(self) -> None:
+        """Take the share's new value: rate and capacity follow, the level never grows.
+
+        A shrinking share cuts the level to the new capacity, so a process that
+        just handed partitions over cannot spend a burst sized for them; a
+        growing one only refills faster from here, because the previous owner
+        of the partitions may have spent their burst just before it left. So
+        the deployment's admissions over any window stay within the limit plus
+        one burst (the buckets' initial fill).
+        """
+        self._version = self.share.version
+        self.rate = self.per_minute * self.share.value / 60.0
+        self.capacity = max(1.0, self.rate * self.burst_s)
+        self.level = min(self.level, self.capacity)
 
     def wait_for(self, amount: float, floor: float = 0.0) -> float:
         """Seconds until ``amount`` could be taken leaving at least ``floor`` (no change)."""
@@ -163,3 +222,75 @@ class Admission:
                     f"(limit {max_wait_s:g}s)"
                 )
             await asyncio.sleep(max(0.001, wait))
+
+
+class TenantBuckets:
+    """Each tenant's RPM and TPM buckets, made on first use, at this process's share.
+
+    A tenant's limits are, in order: the overrides read from configuration (the
+    tenants table, :meth:`update`), those given in code, the default. Sessions
+    spread over partitions by key, so a tenant with many sessions gets its whole
+    limit across the executors; one with a handful of sessions sits on a few
+    partitions and may get less (never more) than its limit.
+    """
+
+    def __init__(
+        self,
+        default: TenantLimits,
+        given: Mapping[str, TenantLimits],
+        *,
+        burst_s: float,
+        share: Share = WHOLE,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._default = default
+        self._given = dict(given)
+        self._configured: dict[str, TenantLimits] = {}
+        self._burst_s = burst_s
+        self._share = share
+        self._clock = clock
+        self._buckets: dict[str, tuple[TokenBucket | None, TokenBucket | None]] = {}
+        self.counts_tokens = False
+        """Whether any tenant has a TPM limit (else prompts need no token estimate)."""
+        self._update_counts()
+
+    def limits(self, tenant_id: str) -> TenantLimits:
+        found = self._configured.get(tenant_id) or self._given.get(tenant_id)
+        return found or self._default
+
+    def update(self, configured: Mapping[str, TenantLimits]) -> None:
+        """Replace the configured overrides; tenants whose limits changed get new buckets."""
+        every = set(configured) | set(self._configured)
+        changed = {t for t in every if configured.get(t) != self._configured.get(t)}
+        self._configured = dict(configured)
+        for tenant in changed:
+            self._buckets.pop(tenant, None)
+        self._update_counts()
+
+    def _update_counts(self) -> None:
+        every = [self._default, *self._given.values(), *self._configured.values()]
+        self.counts_tokens = any(limits.tpm is not None for limits in every)
+
+    def needs(self, tenant_id: str, tokens: int) -> list[Need]:
+        """What one call of about ``tokens`` tokens takes from the tenant's buckets."""
+        if not tenant_id:
+            return []
+        buckets = self._buckets.get(tenant_id)
+        if buckets is None:
+            limits = self.limits(tenant_id)
+            who = f"tenant {tenant_id}"
+            buckets = self._buckets[tenant_id] = (
+                self._bucket(f"{who} rpm", limits.rpm),
+                self._bucket(f"{who} tpm", limits.tpm),
+            )
+        found: list[Need] = []
+        if buckets[0] is not None:
+            found.append((buckets[0], 1.0, False))
+        if buckets[1] is not None:
+            found.append((buckets[1], float(tokens), True))
+        return found
+
+    def _bucket(self, name: str, per_minute: int | None) -> TokenBucket | None:
+        if per_minute is None:
+            return None
+        return TokenBucket(name, per_minute, self._burst_s, self._clock, self._share)

@@ -20,7 +20,7 @@ from processors.agents.catalog import EndpointConfig, ModelConfig
 from processors.agents.model_types import LLMRequest, LLMResponse, ModelError, canonical_json
 from processors.agents.sim_model import SimulatedModel
 from processors.executors.pool import metrics
-from processors.executors.pool.admission import Clock, Need, TokenBucket
+from processors.executors.pool.admission import Clock, Need, Share, TokenBucket
 from processors.executors.pool.balance import Strategy, make_strategy
 from processors.executors.pool.batching import MicroBatcher
 from processors.executors.pool.breaker import CircuitBreaker
@@ -223,13 +223,19 @@ def build_model(
     clock: Clock,
     rng: random.Random,
     pauses: dict[tuple[str, ...], ServerPause],
+    share: Share,
 ) -> ModelEntry:
     """The live form of one model of the agents file; PoolConfigError for bad endpoints.
 
     ``pauses`` holds the process's server pauses by server; endpoints of any
-    model that reach a server already in it share its pause.
+    model that reach a server already in it share its pause. ``share`` is the
+    process's share of every endpoint's RPM and TPM.
     """
     s = settings
+
+    def bucket(name: str, per_minute: int | None) -> TokenBucket | None:
+        return TokenBucket(name, per_minute, s.burst_s, clock, share) if per_minute else None
+
     endpoints: list[Endpoint] = []
     for index, declared in enumerate(config.endpoints):
         key = f"models.{config.name}.endpoints[{index}]"
@@ -252,8 +258,8 @@ def build_model(
             ),
             clock=clock,
             pause=_pause_for(declared, key, provider.label, pauses, clock),
-            rpm=TokenBucket(f"{key}.rpm", declared.rpm, s.burst_s, clock) if declared.rpm else None,
-            tpm=TokenBucket(f"{key}.tpm", declared.tpm, s.burst_s, clock) if declared.tpm else None,
+            rpm=bucket(f"{key}.rpm", declared.rpm),
+            tpm=bucket(f"{key}.tpm", declared.tpm),
             batch_slots=asyncio.Semaphore(s.batch_concurrency),
         )
         if provider.supports_batch and s.batch_max_size > 1:

@@ -36,7 +36,14 @@ from processors.agents.catalog import AgentCatalog
 from processors.agents.model_types import LLMRequest, LLMResponse, ModelError
 from processors.agents.sim_model import SimulatedModel
 from processors.executors.pool import metrics
-from processors.executors.pool.admission import Admission, Clock, Need, Ticket, TokenBucket
+from processors.executors.pool.admission import (
+    Admission,
+    Clock,
+    Need,
+    Share,
+    TenantBuckets,
+    Ticket,
+)
 from processors.executors.pool.cache import L1Cache, PostgresCache, ResponseCache, cache_key
 from processors.executors.pool.endpoint import Endpoint, ModelEntry, build_model
 from processors.executors.pool.errors import PoolError, ProviderError, ShedError
@@ -44,7 +51,7 @@ from processors.executors.pool.http import Timeouts, Transport, make_transport
 from processors.executors.pool.pause import ServerPause
 from processors.executors.pool.providers import SimProvider, estimate_tokens
 from processors.executors.pool.records import CallContext, PoolResult
-from processors.executors.pool.settings import PoolSettings
+from processors.executors.pool.settings import PoolSettings, TenantLimits
 from processors.postgres import create_pool
 
 _ANONYMOUS = CallContext()
@@ -84,6 +91,8 @@ class LLMPool:
         self._own_transport = transport is None
         self.transport = transport or make_transport(s.http, max_connections=s.max_connections)
         default_sim = sim or SimulatedModel()
+        self.share = Share()
+        """This process's share of every limit (processors.executors.pool.admission)."""
         self._pauses: dict[tuple[str, ...], ServerPause] = {}
         self.models = {
             name: build_model(
@@ -95,16 +104,17 @@ class LLMPool:
                 clock=clock,
                 rng=self._rng,
                 pauses=self._pauses,
+                share=self.share,
             )
             for name, config in agents.models.items()
         }
         self.admission = Admission(batch_headroom=s.batch_headroom, clock=clock)
         self.cache = ResponseCache(L1Cache(s.cache_entries, s.cache_ttl_s, clock), l2)
-        self._tenants: dict[str, tuple[TokenBucket | None, TokenBucket | None]] = {}
-        self._counts_tokens = (
-            s.tenant_default.tpm is not None
-            or any(limits.tpm is not None for limits in s.tenants.values())
-            or any(e.tpm is not None for m in self.models.values() for e in m.endpoints)
+        self.tenants = TenantBuckets(
+            s.tenant_default, s.tenants, burst_s=s.burst_s, share=self.share, clock=clock
+        )
+        self._endpoints_count_tokens = any(
+            e.tpm is not None for m in self.models.values() for e in m.endpoints
         )
         self._db: Any = None
 
@@ -202,21 +212,12 @@ class LLMPool:
         ceiling: float = min(s.backoff_max_s, s.backoff_base_s * 2.0 ** max(0, retry - 1))
         return ceiling * self._rng.uniform(0.5, 1.0)
 
+    def set_tenant_limits(self, configured: Mapping[str, TenantLimits]) -> None:
+        """Per-tenant limits from configuration (the tenants table), replacing the last ones."""
+        self.tenants.update(configured)
+
     async def _admit_tenant(self, ctx: CallContext, tokens: int) -> Ticket:
-        limits = self.settings.tenant(ctx.tenant_id)
-        if not ctx.tenant_id or (limits.rpm is None and limits.tpm is None):
-            return Ticket()
-        buckets = self._tenants.get(ctx.tenant_id)
-        if buckets is None:
-            burst, who = self.settings.burst_s, f"tenant {ctx.tenant_id}"
-            rpm = TokenBucket(f"{who} rpm", limits.rpm, burst, self._clock) if limits.rpm else None
-            tpm = TokenBucket(f"{who} tpm", limits.tpm, burst, self._clock) if limits.tpm else None
-            buckets = self._tenants[ctx.tenant_id] = (rpm, tpm)
-        needs: list[Need] = []
-        if buckets[0] is not None:
-            needs.append((buckets[0], 1.0, False))
-        if buckets[1] is not None:
-            needs.append((buckets[1], float(tokens), True))
+        needs = self.tenants.needs(ctx.tenant_id, tokens)
         return await self._admit(needs, ctx, f"tenant {ctx.tenant_id}")
 
     async def _admit(self, needs: list[Need], ctx: CallContext, what: str) -> Ticket:
@@ -261,7 +262,9 @@ class LLMPool:
         s = self.settings
         # Token estimates only matter to TPM buckets; skip the walk over the prompt otherwise.
         prompt_tokens = (
-            estimate_tokens(request.messages, request.tools) if self._counts_tokens else 0
+            estimate_tokens(request.messages, request.tools)
+            if self._endpoints_count_tokens or self.tenants.counts_tokens
+            else 0
         )
         first_output = chain[0].endpoints[0].provider.max_output_tokens
         tenant = await self._admit_tenant(ctx, prompt_tokens + first_output)

@@ -65,6 +65,10 @@ class PoolSettings:
     tenant_default: TenantLimits = TenantLimits()
     """Limits of every tenant not listed in ``tenants`` (``AGENTSTREAM_POOL_TENANT_RPM/TPM``)."""
     tenants: Mapping[str, TenantLimits] = field(default_factory=dict)
+    """Per-tenant limits given in code; the tenants table's ``llm_rpm``/``llm_tpm`` win."""
+    tenant_limits_s: float = 30.0
+    """How often the LLM executor re-reads per-tenant limits from the tenants table
+    (``agentstream tenants limits``); 0 = never, only the variables and code apply."""
 
     # response cache
     cache_entries: int = 10_000
