@@ -74,7 +74,7 @@ class Gateway:
         self.db = create_engine(settings.database_url)
         self.tenants = TenantStore(self.db)
         self.auth = Authenticator(self.tenants, cache_s=settings.key_cache_s)
-        self.peers = ApiPeers(self.db)
+        self.peers = ApiPeers(self.db, kafka.topic_prefix)
         self.rates = RateLimiter(settings.rate_per_s, settings.burst, self.peers)
         self.lag = LagMonitor(
             kafka,

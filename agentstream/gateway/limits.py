@@ -54,23 +54,30 @@ class _Bucket:
 
 _BEAT = """
 WITH beat AS (
-    INSERT INTO api_instances (instance_id) VALUES ($1)
-    ON CONFLICT (instance_id) DO UPDATE SET seen_at = now()
+    INSERT INTO api_instances (deployment, instance_id) VALUES ($1, $2)
+    ON CONFLICT (deployment, instance_id) DO UPDATE SET seen_at = now()
 ), gone AS (
-    DELETE FROM api_instances WHERE seen_at < now() - interval '1 hour' AND instance_id <> $1
+    DELETE FROM api_instances WHERE seen_at < now() - interval '1 hour' AND instance_id <> $2
 )
 SELECT count(*) + 1 FROM api_instances
-WHERE instance_id <> $1 AND seen_at > now() - $2 * interval '1 second'
+WHERE deployment = $1 AND instance_id <> $2 AND seen_at > now() - $3 * interval '1 second'
 """
 """Our heartbeat, the old rows' cleanup and the count of live processes, in one round trip
 (Postgres's clock decides who is live, so hosts' clocks need not agree)."""
 
 
 class ApiPeers:
-    """How many API processes are live: one heartbeat row each in ``api_instances``."""
+    """How many API processes of ``deployment`` are live: a heartbeat row each in Postgres.
 
-    def __init__(self, db: AsyncEngine, *, interval_s: float = 2.0, ttl_s: float = 6.0) -> None:
+    ``deployment`` is the topic prefix: the processes feeding one inbox share its
+    tenants' rates; another deployment on the same Postgres counts apart.
+    """
+
+    def __init__(
+        self, db: AsyncEngine, deployment: str, *, interval_s: float = 2.0, ttl_s: float = 6.0
+    ) -> None:
         self.db = db
+        self.deployment = deployment
         self.interval_s = interval_s
         self.ttl_s = ttl_s
         """A process whose row is older than this counts as gone."""
@@ -95,12 +102,16 @@ class ApiPeers:
         with contextlib.suppress(Exception):
             async with raw_connection(self.db) as connection:
                 await connection.execute(
-                    "DELETE FROM api_instances WHERE instance_id = $1", self.instance_id
+                    "DELETE FROM api_instances WHERE deployment = $1 AND instance_id = $2",
+                    self.deployment,
+                    self.instance_id,
                 )
 
     async def beat(self) -> int:
         async with raw_connection(self.db) as connection:
-            live = int(await connection.fetchval(_BEAT, self.instance_id, self.ttl_s))
+            live = int(
+                await connection.fetchval(_BEAT, self.deployment, self.instance_id, self.ttl_s)
+            )
         if live != self.live:
             log.info("%d API processes live: each admits 1/%d of every tenant's rate", live, live)
         self.live = live

@@ -7,9 +7,11 @@ Everything else (thousands of calls in flight, committing the lowest
 unfinished offset, results to the inbox) is the plain WorkExecutor's.
 
 Rate limits are the deployment's: after every rebalance the pool takes the
-share of ``llm-calls`` partitions this executor owns (at least one partition's
-worth, so calls still under way from partitions just handed over are admitted
-rather than shed), and per-tenant limits are re-read from the tenants table.
+share of ``llm-calls`` partitions this executor owns, and per-tenant limits
+are re-read from the tenants table. From a revocation to the next assignment
+(and with no partition at all) the share is one partition's: calls still under
+way from partitions just handed over are admitted slowly rather than shed, and
+no executor keeps a share sized for partitions another one is taking.
 """
 
 from __future__ import annotations

@@ -93,6 +93,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._executor = executor
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Until the new assignment, nothing is ours (rebalances revoke everything first).
+        self._executor._assigned([])
         await self._executor._commit(final=True)
         for tp in revoked:
             self._executor._progress.pop(tp, None)
@@ -152,7 +154,8 @@ class WorkExecutor:
         )
 
     def assignment_changed(self, owned: int, total: int) -> None:
-        """After every rebalance: ``owned`` of the topic's ``total`` partitions are ours.
+        """At every rebalance: ``owned`` of the topic's ``total`` partitions are ours
+        (0 from the revocation until the new assignment).
 
         Sessions spread over partitions by key, so this is the executor's share
         of the work; the LLM executor takes the same share of every rate limit.

@@ -107,10 +107,18 @@ class TokenBucket:
         of the partitions may have spent their burst just before it left. So
         the deployment's admissions over any window stay within the limit plus
         one burst (the buckets' initial fill).
+
+        A debt is a schedule: callers already sleeping go when it said. On a
+        faster rate it is restated in the new rate's tokens, so it ends when it
+        would have and new reservations queue behind it, not beside it; on a
+        slower rate it stays in tokens and takes longer.
         """
+        old_rate = self.rate
         self._version = self.share.version
         self.rate = self.per_minute * self.share.value / 60.0
         self.capacity = max(1.0, self.rate * self.burst_s)
+        if self.level < 0:
+            self.level *= max(1.0, self.rate / old_rate)
         self.level = min(self.level, self.capacity)
 
     def wait_for(self, amount: float, floor: float = 0.0) -> float:

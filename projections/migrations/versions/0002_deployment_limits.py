@@ -4,7 +4,8 @@
 minute over every LLM executor (NULL: the executors' default). ``api_instances``
 has one row per running ``agentstream api`` process, refreshed by its
 heartbeat; each process divides every tenant's command rate by the number of
-live rows (agentstream.gateway.limits).
+live rows of its deployment (its topic prefix: the processes that feed one
+inbox), see agentstream.gateway.limits.
 
 Revision ID: 0002
 Revises: 0001
@@ -23,9 +24,11 @@ depends_on = None
 _UP = """
 ALTER TABLE tenants ADD COLUMN llm_rpm integer, ADD COLUMN llm_tpm integer;
 CREATE TABLE api_instances (
-    instance_id text PRIMARY KEY,
+    deployment  text NOT NULL,
+    instance_id text NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),
-    seen_at     timestamptz NOT NULL DEFAULT now()
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (deployment, instance_id)
 );
 CREATE INDEX api_instances_seen ON api_instances (seen_at);
 """
