@@ -1,4 +1,4 @@
-"""``agentstream topics create | list | describe``: the catalogue's topics on the cluster.
+"""``agentstream topics create | list | describe | grow``: the catalogue's topics on the cluster.
 
 Existing topics whose partition count, replication or configs differ from the
 catalogue are reported as mismatches and make the command exit 1: a topic
@@ -112,6 +112,20 @@ def register(subparsers: Any) -> None:
     describe.add_argument("--json", action="store_true", help="one JSON object per topic")
     describe.set_defaults(func=run_describe)
 
+    grow = actions.add_parser(
+        "grow",
+        help="more partitions: empty topics grow in place; topics with records are refused",
+        description="--partitions is the count to grow every catalogue topic to. Topics "
+        "holding records are refused with how many sessions would move and what a "
+        "migration involves (agentstream/commands/topics_grow.py).",
+    )
+    add_kafka_arguments(grow)
+    grow.add_argument("--dry-run", action="store_true", help="say what would be done")
+    grow.add_argument(
+        "--migrate", action="store_true", help="copy the sessions to new topics (not yet)"
+    )
+    grow.set_defaults(func=run_grow)
+
 
 def _catalogue(settings: KafkaSettings) -> Catalogue:
     from streams.catalogue import Catalogue
@@ -162,6 +176,16 @@ def run_create(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+@guarded
+def run_grow(args: argparse.Namespace) -> int:
+    from agentstream.commands.topics_grow import run_grow as grow
+
+    if not args.partitions:
+        print("error: say how many partitions with --partitions N", file=sys.stderr)
+        return 2
+    return grow(args, settings_from_args(args))
 
 
 @guarded
