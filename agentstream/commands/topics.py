@@ -122,8 +122,11 @@ def register(subparsers: Any) -> None:
     add_kafka_arguments(grow)
     grow.add_argument("--dry-run", action="store_true", help="say what would be done")
     grow.add_argument(
-        "--migrate", action="store_true", help="copy the sessions to new topics (not yet)"
+        "--migrate",
+        action="store_true",
+        help="copy the sessions to a new generation of topics (every process stopped)",
     )
+    grow.add_argument("--to-prefix", help="the new generation's topic prefix (with --migrate)")
     grow.set_defaults(func=run_grow)
 
 

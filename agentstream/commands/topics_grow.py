@@ -11,9 +11,9 @@ partition) would describe partitions that now hold other sessions. So:
 * topics that hold no record yet (a deployment created with the wrong count)
   are grown in place, every catalogue topic to N;
 * topics that hold records are refused, with how many sessions would move and
-  what a migration involves. ``--migrate`` (a new generation of topics with the
-  sessions' events copied over) is not implemented yet; the plan it would
-  follow is printed and in docs/capacity.md.
+  what a migration involves; with ``--migrate --to-prefix NEW`` the sessions are
+  copied to a new generation of topics (:mod:`agentstream.commands.topics_migrate`),
+  and every process is then started on the new prefix and count.
 """
 
 from __future__ import annotations
@@ -63,24 +63,22 @@ def migration_plan(catalogue: Catalogue, old: int, new: int) -> list[str]:
     """The steps of a migration from ``old`` to ``new`` partitions, as lines to print."""
     target = f"{catalogue.prefix}-p{new}"
     return [
-        f"1. Create a new generation of topics with {new} partitions under another prefix "
-        f"(e.g. AGENTSTREAM_TOPIC_PREFIX={target}, `agentstream topics create --partitions "
-        f"{new}`).",
-        "2. Stop accepting commands (API processes answer 503) and let the engine drain "
-        f"{catalogue.inbox.name}: every command applied, work items answered or timed out.",
-        f"3. Copy {catalogue.events.name} session by session, in order, under the same key, "
-        f"to partition murmur2(session id) mod {new} of the new events topic, with the same "
-        "event ids and seq; resumable by the last copied seq of each session.",
-        "4. Move progress: the new inbox starts empty (engine-progress of the new generation "
-        "starts at 0); snapshots and checkpoints are keyed by the events topic, so rewrite "
-        "them for the new one (new partition, offsets of the copied events) or let the "
-        "engine rebuild them from the copied log.",
-        "5. Point every worker and API process at the new prefix and partition count; "
-        "in-flight sessions carry on from their copied events (the engine re-arms their "
-        "timers and re-issues unanswered calls on recovery); the projector builds the read "
-        "models of the new stream.",
-        "6. `agentstream replay` on the new topics (every log whole, contiguous, one terminal "
-        "event) before the old topics are deleted.",
+        "1. Stop every worker and API process: nothing may write to the old topics meanwhile "
+        "(the migration refuses while a worker is in the engine or executor groups).",
+        f"2. Create a new generation of topics with {new} partitions under another prefix "
+        f"(e.g. --to-prefix {target}).",
+        f"3. Copy {catalogue.events.name} whole, each session's records in order under the "
+        f"same key to partition murmur2(session id) mod {new}, the same bytes (event ids, "
+        "seq); then the inbox commands not yet applied (from engine-progress) and the work "
+        "items not yet finished (from the executors' committed offsets). In transactions, "
+        "resumable: a new run skips what earlier runs copied.",
+        "4. Check every session's events: the same records in the same order. The new "
+        "generation has no engine progress, snapshots or checkpoints yet: its engines "
+        "rebuild each partition from the copied log.",
+        "5. Start every process with the new prefix and partition count: sessions in flight "
+        "carry on (timers re-armed, copied commands applied, copied calls answered); the "
+        "projector builds the read models of the new stream.",
+        "6. `agentstream replay` on the new topics before the old ones are deleted.",
     ]
 
 
@@ -131,6 +129,8 @@ def run_grow(args: argparse.Namespace, settings: KafkaSettings) -> int:
         hint = f"Kafka only adds partitions, so ask for more than {old}"
         print(f"error: the topics have {old} partitions; {hint}", file=sys.stderr)
         return 1
+    if state.live and args.migrate:
+        return _migrate(args, settings, old, wanted)
     if state.live:
         return _refuse(args, catalogue, state, old, wanted)
     names = sorted(state.partitions)
@@ -160,10 +160,36 @@ def _refuse(
         "partitions that now hold other sessions.",
         file=err,
     )
-    if args.migrate:
-        print("--migrate is not implemented yet. A migration would:", file=err)
-    else:
-        print("What a migration involves (`--migrate`, not implemented yet):", file=err)
+    print(
+        "What a migration involves (`--migrate --to-prefix NEW` does 1 to 4 with every "
+        "process stopped; you do 5 and 6):",
+        file=err,
+    )
     for line in migration_plan(catalogue, old, new):
         print(f"  {line}", file=err)
     return 2
+
+
+def _migrate(args: argparse.Namespace, settings: KafkaSettings, old: int, new: int) -> int:
+    import dataclasses
+
+    from agentstream.commands.topics_migrate import MigrationError, migrate
+
+    if not args.to_prefix:
+        print(
+            "error: --migrate needs --to-prefix NEW (the new generation's prefix)", file=sys.stderr
+        )
+        return 2
+    before = dataclasses.replace(settings, partitions=old)
+    after = dataclasses.replace(settings, topic_prefix=args.to_prefix, partitions=new)
+    try:
+        asyncio.run(migrate(before, after))
+    except MigrationError as error:
+        print(f"error: {error} (run again to resume)", file=sys.stderr)
+        return 1
+    print(
+        f"Start every worker and API process with AGENTSTREAM_TOPIC_PREFIX={args.to_prefix} "
+        f"and AGENTSTREAM_PARTITIONS={new}; keep the old topics until `agentstream replay` "
+        "passes on the new ones."
+    )
+    return 0
