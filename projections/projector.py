@@ -94,7 +94,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._projector = projector
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
+        self._projector._sought.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._projector.seek_to_tracked(assigned)
@@ -134,6 +134,8 @@ class Projector:
         self._batch_timer = BATCH_SECONDS.labels(self.stream)
         DEAD_LETTERS.labels(self.stream)  # at 0, so the first dead letter shows in increase()
         self._lag = LagGauge(self.group_id)
+        self._sought: set[TopicPartition] = set()
+        """Partitions positioned from ``projection_tracking`` (and checked) since assigned."""
 
     async def start(self) -> None:
         self._dlq = Producer(self.kafka, self.codec)
@@ -202,6 +204,7 @@ class Projector:
             stored = await positions(
                 await driver(connection), self.stream, [tp.partition for tp in tps]
             )
+        self._sought.difference_update(tps)
         resumes: dict[TopicPartition, int] = {}
         for tp in tps:
             offset = stored.get(tp.partition, -1)
@@ -217,14 +220,18 @@ class Projector:
             self.kafka, self.group_id, resumes, component="projector",
             kept_in="Postgres projection_tracking",
         )  # fmt: skip
+        self._sought.update(tps)
 
     async def _mirror(self, consumer: AIOKafkaConsumer, done: Mapping[TopicPartition, int]) -> None:
         """Commit the positions stored in Postgres as the group's offsets, for lag tools
         (never read back: the projector resumes from ``projection_tracking``)."""
-        if not done:
+        # Only positions sought from Postgres: before that, a just assigned partition's
+        # position comes from the group offsets themselves (and would hide a reset).
+        mirrored = {tp: (o, MIRROR_METADATA) for tp, o in done.items() if tp in self._sought}
+        if not mirrored:
             return
         try:
-            await consumer.commit({tp: (o, MIRROR_METADATA) for tp, o in done.items()})
+            await consumer.commit(mirrored)
         except Exception as error:  # a rebalance under way: the next round commits
             log.debug("projector offset mirror skipped: %r", error)
 
