@@ -36,7 +36,7 @@ from tests.integration.engine_kit import (
     start_session,
     wait_for_terminal,
 )
-from tests.integration.offsets_kit import kafka_reset, offsets
+from tests.integration.offsets_kit import Outcome, kafka_reset, offsets
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,10 @@ async def test_moving_the_projector_back_keeps_the_read_models_consistent(
     p = max(by_partition, key=lambda q: len(by_partition[q]))
     events = by_partition[p]
     x = events[len(events) // 2][0]
-    run = lambda *a: offsets(capsys, catalogue, kafka_bootstrap, *a)  # noqa: E731
+
+    async def run(*a: str) -> Outcome:
+        return await offsets(capsys, catalogue, kafka_bootstrap, *a)
+
     group = f"{catalogue.prefix}.projector"
 
     dry = await run("reset", "--component", "projector", "--partition", str(p),

@@ -25,7 +25,7 @@ from tests.integration.engine_kit import (
     start_session,
     wait_for_terminal,
 )
-from tests.integration.offsets_kit import committed, offsets
+from tests.integration.offsets_kit import Outcome, committed, offsets
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,9 @@ async def test_show_and_every_reset_kind_on_the_llm_executor(
     before = await read_topic(kafka, catalogue.events.name)
     group = f"{catalogue.prefix}.llm"
     ends = await end_offsets(kafka, catalogue.llm_calls.name, committed_only=True)
-    run = lambda *a: offsets(capsys, catalogue, kafka_bootstrap, *a)  # noqa: E731
+
+    async def run(*a: str) -> Outcome:
+        return await offsets(capsys, catalogue, kafka_bootstrap, *a)
 
     shown = (await run("show", "--json")).json()["partitions"]
     by = {(r["component"], r["partition"]): r for r in shown}
@@ -129,7 +131,10 @@ async def test_the_engine_refuses_to_go_back_and_skips_forward_only_when_told(
 ) -> None:
     kafka = kafka_settings(catalogue, kafka_bootstrap)
     ids = new_ids(6)
-    run = lambda *a: offsets(capsys, catalogue, kafka_bootstrap, *a)  # noqa: E731
+
+    async def run(*a: str) -> Outcome:
+        return await offsets(capsys, catalogue, kafka_bootstrap, *a)
+
     async with running(kafka):
         await produce(kafka, catalogue.inbox.name, [start_session(s, "What is 2*3?") for s in ids])
         await wait_for_terminal(kafka, catalogue, ids)
