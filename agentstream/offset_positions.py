@@ -119,11 +119,11 @@ async def projector_positions(
     """Events partition -> the projector's next offset (None: nothing applied)."""
     import asyncpg
 
-    from projections.db import plain_url
+    from projections.db import libpq_url
     from projections.writer import positions
 
     try:
-        connection = await asyncpg.connect(plain_url(database_url))
+        connection = await asyncpg.connect(libpq_url(database_url))
     except (OSError, asyncpg.PostgresError) as error:
         raise OffsetResetError(f"Postgres at {database_url} did not answer: {error}") from error
     try:

@@ -227,12 +227,12 @@ async def execute(settings: KafkaSettings, database_url: str, plan: Plan) -> lis
 async def _move_projector(settings: KafkaSettings, database_url: str, plan: Plan) -> list[Any]:
     import asyncpg
 
-    from projections.db import plain_url
+    from projections.db import libpq_url
     from projections.migrate import upgrade
     from projections.rewind import move_position
 
     await upgrade(database_url)
-    connection = await asyncpg.connect(plain_url(database_url))
+    connection = await asyncpg.connect(libpq_url(database_url))
     try:
         async with connection.transaction():
             moved = [

@@ -112,6 +112,7 @@ class Projector:
         codec: Codec | None = None,
         group_id: str | None = None,
         parallel: int = 2,
+        dead_letters: bool = True,
     ) -> None:
         self.kafka = kafka
         self.parallel = max(1, parallel)
@@ -122,6 +123,9 @@ class Projector:
         self.max_batch_records = max_batch_records
         self.codec = codec or Codec()
         self.group_id = group_id or f"{kafka.topic_prefix}.projector"
+        self.dead_letters = dead_letters
+        """Send refused events to the DLQ; a rebuild beside the live projector (a shadow
+        backfill) logs them instead: the live projector dead-lettered them already."""
         self.applied = 0
         """Events applied by this instance."""
         self.batches = 0
@@ -340,6 +344,11 @@ class Projector:
                                 await self._dead_letter([(message, f"rejected: {error}")])
 
     async def _dead_letter(self, poison: list[tuple[Any, str]]) -> None:
+        if not self.dead_letters:
+            for message, why in poison:
+                log.warning("skipped %s[%d]@%d: %s", message.topic, message.partition,
+                            message.offset, why)  # fmt: skip
+            return
         assert self._dlq is not None
         records = []
         for message, why in poison:
