@@ -299,7 +299,7 @@ async def warn_foreign_offsets(
     for tp, offset in sorted(found.items()):
         log.warning(
             "%s: group %s has offset %d committed on %s[%d] by another tool (e.g. "
-            "kafka-consumer-groups --reset-offsets), but the %s resumes from %d, kept in %s: "
+            "kafka-consumer-groups --reset-offsets), but the %s is at %d, kept in %s: "
             "that reset is NOT applied. To move it: agentstream offsets reset --component %s "
             "--partition %d --to-offset %d --execute",
             component, group, offset, tp.topic, tp.partition, component, positions[tp],

@@ -233,14 +233,16 @@ async def test_a_reset_with_kafkas_own_tool_is_honoured_or_reported(
     assert "agentstream offsets reset --component engine" in text.out
 
     with caplog.at_level(logging.WARNING, logger="streams.offsets"):
-        async with running(kafka, roles=("engine",)):
-            pass
+        async with running(kafka, roles=("engine",)):  # warns before its first mirror commit
+            await eventually(
+                lambda: _async("component engine" in caplog.text or None), timeout_s=30
+            )
         async with Projector(kafka, db):
             await eventually(
                 lambda: _async("component projector" in caplog.text or None), timeout_s=30
             )
     for component in ("engine", "projector"):
-        assert f"the {component} resumes from" in caplog.text
+        assert f"the {component} is at" in caplog.text
         assert f"agentstream offsets reset --component {component}" in caplog.text
     assert "NOT applied" in caplog.text
     after = await read_topic(kafka, catalogue.events.name)
