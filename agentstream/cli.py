@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dlq",
     "replay",
     "backfill",
+    "offsets",
     "worker",
     "demo",
     "api",

@@ -9,6 +9,7 @@ Depends on :mod:`schemas` and :mod:`streams` only. The pieces::
     fold       BatchFold              pure: events -> row changes (status as the engine's evolve)
     writer     write_fold ...         multi-row upserts; tracking rows (offset per partition)
     projector  Projector              events topic -> read models, exactly once
+    rewind     move_position          move the projector's position; a move back removes rows
     queries    QueryService           tenant-scoped reads for the HTTP API
     cursors    encode_cursor ...      opaque keyset cursors
 """

@@ -105,19 +105,22 @@ def libpq_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(scheme="postgresql"))
 
 
-def create_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 8, search_path: str | None = None) -> AsyncEngine:
     """An async engine on asyncpg; connections are checked before use (Postgres restarts).
 
     asyncpg itself reads the URL (:func:`libpq_url`), as it does for the
     processors' pools: SQLAlchemy would pass libpq's query parameters
     (``sslmode``...) to ``asyncpg.connect`` as keyword arguments it has not got.
+    ``search_path`` (e.g. ``"shadow, public"``) makes unqualified table names resolve to
+    another schema first: a shadow backfill's projector writes its own copy of the tables.
     """
     dsn = libpq_url(url)
+    settings = {"search_path": search_path} if search_path else None
 
     async def connect() -> Any:
         import asyncpg
 
-        return await asyncpg.connect(dsn)
+        return await asyncpg.connect(dsn, server_settings=settings)
 
     return create_async_engine(
         "postgresql+asyncpg://",

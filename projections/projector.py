@@ -2,11 +2,13 @@
 
 One aiokafka consumer in the group ``<prefix>.projector`` reads the events
 topic (read_committed, so events of aborted engine transactions never show).
-Kafka offsets are never committed to Kafka: the position of each partition is
-the ``projection_tracking`` row written in the same Postgres transaction as
-the rows (see :mod:`projections.writer`). On assignment the consumer seeks to
-that position + 1; after any failure it rolls back, seeks back there and
-retries, so a crash or restart anywhere applies each event once.
+The position of each partition is the ``projection_tracking`` row written in
+the same Postgres transaction as the rows (see :mod:`projections.writer`); the
+group's Kafka offsets only mirror it every few seconds, for lag tools (a reset
+of them with Kafka's own tool is reported at assignment, not applied). On
+assignment the consumer seeks to that position + 1; after any failure it rolls
+back, seeks back there and retries, so a crash or restart anywhere applies each
+event once.
 
 Per batch (``getmany``), its partitions are dealt into ``parallel`` groups,
 each applied in its own transaction, concurrently (disjoint partitions hold
@@ -41,6 +43,7 @@ from streams.catalogue import Catalogue
 from streams.clients import new_consumer
 from streams.dlq import dead_letter_of
 from streams.lag import LagGauge, fetch_positions
+from streams.offsets import MIRROR_METADATA, warn_foreign_offsets
 from streams.producer import OutgoingRecord, Producer
 from streams.settings import KafkaSettings
 
@@ -91,7 +94,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._projector = projector
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
+        self._projector._sought.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._projector.seek_to_tracked(assigned)
@@ -109,6 +112,7 @@ class Projector:
         codec: Codec | None = None,
         group_id: str | None = None,
         parallel: int = 2,
+        dead_letters: bool = True,
     ) -> None:
         self.kafka = kafka
         self.parallel = max(1, parallel)
@@ -119,6 +123,9 @@ class Projector:
         self.max_batch_records = max_batch_records
         self.codec = codec or Codec()
         self.group_id = group_id or f"{kafka.topic_prefix}.projector"
+        self.dead_letters = dead_letters
+        """Send refused events to the DLQ; a rebuild beside the live projector (a shadow
+        backfill) logs them instead: the live projector dead-lettered them already."""
         self.applied = 0
         """Events applied by this instance."""
         self.batches = 0
@@ -131,6 +138,8 @@ class Projector:
         self._batch_timer = BATCH_SECONDS.labels(self.stream)
         DEAD_LETTERS.labels(self.stream)  # at 0, so the first dead letter shows in increase()
         self._lag = LagGauge(self.group_id)
+        self._sought: set[TopicPartition] = set()
+        """Partitions positioned from ``projection_tracking`` (and checked) since assigned."""
 
     async def start(self) -> None:
         self._dlq = Producer(self.kafka, self.codec)
@@ -199,19 +208,45 @@ class Projector:
             stored = await positions(
                 await driver(connection), self.stream, [tp.partition for tp in tps]
             )
+        self._sought.difference_update(tps)
+        resumes: dict[TopicPartition, int] = {}
         for tp in tps:
             offset = stored.get(tp.partition, -1)
             if offset < 0:
                 await consumer.seek_to_beginning(tp)
+                resumes[tp] = int((await consumer.beginning_offsets([tp]))[tp])
             else:
                 consumer.seek(tp, offset + 1)
+                resumes[tp] = offset + 1
+        # Group offsets only mirror these positions: a reset made with Kafka's own tool
+        # is reported, not silently ignored (`agentstream offsets reset` moves the rows).
+        await warn_foreign_offsets(
+            self.kafka, self.group_id, resumes, component="projector",
+            kept_in="Postgres projection_tracking",
+        )  # fmt: skip
+        self._sought.update(tps)
+
+    async def _mirror(self, consumer: AIOKafkaConsumer, done: Mapping[TopicPartition, int]) -> None:
+        """Commit the positions stored in Postgres as the group's offsets, for lag tools
+        (never read back: the projector resumes from ``projection_tracking``)."""
+        # Only positions sought from Postgres: before that, a just assigned partition's
+        # position comes from the group offsets themselves (and would hide a reset).
+        mirrored = {tp: (o, MIRROR_METADATA) for tp, o in done.items() if tp in self._sought}
+        if not mirrored:
+            return
+        try:
+            await consumer.commit(mirrored)
+        except Exception as error:  # a rebalance under way: the next round commits
+            log.debug("projector offset mirror skipped: %r", error)
 
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         while not self._stopping.is_set():
             if self._lag.due():  # between batches, what is fetched is stored in Postgres
-                await self._lag.update(consumer, await fetch_positions(consumer))
+                done = await fetch_positions(consumer)
+                await self._lag.update(consumer, done)
+                await self._mirror(consumer, done)
             batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch_records)
             if not batches:
                 continue
@@ -309,6 +344,11 @@ class Projector:
                                 await self._dead_letter([(message, f"rejected: {error}")])
 
     async def _dead_letter(self, poison: list[tuple[Any, str]]) -> None:
+        if not self.dead_letters:
+            for message, why in poison:
+                log.warning("skipped %s[%d]@%d: %s", message.topic, message.partition,
+                            message.offset, why)  # fmt: skip
+            return
         assert self._dlq is not None
         records = []
         for message, why in poison:

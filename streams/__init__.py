@@ -15,6 +15,7 @@ Import from the modules; this package re-exports nothing, so that importing
     jsonlines    validate_lines ...     validate a JSON-lines file before anything is sent
     dlq          dead_letter ...        DLQ records with origin and error headers
     lag          LagGauge, ...          consumer lag per group and partition, as components see it
+    offsets      plan_targets, ...      kafka-consumer-groups' reset kinds, group offsets, members
     tuning       ...                    aiokafka knobs the engine's transactions need
     errors       StreamsError ...       the streams layer's part of the error tree
 """

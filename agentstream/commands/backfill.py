@@ -1,13 +1,19 @@
-"""``agentstream backfill --yes``: rebuild the Postgres read models from the event log.
+"""``agentstream backfill``: rebuild the Postgres read models from the event log.
 
-Deletes this stream's rows from the read models (sessions, messages, calls,
-events, daily usage) and the projector's stored positions in one transaction,
-then projects the events topic from its first retained offset up to its end
-(as of the start), printing progress, and stops. Use it after a projection bug
-fix, or to build the read models of a new database. The gateway's projector
-must not run meanwhile: a projector that is a member of the group refuses the
-backfill (exit 1), and without ``--yes`` nothing is deleted (it says what would be).
-Tenants, API keys and idempotency keys are not read models and are kept.
+``--shadow`` rebuilds them beside the live ones while the projector and the query API
+keep serving, then swaps them in (one transaction); the rows replaced are kept until
+``backfill --drop-old``. Progress (events/s, ETA) goes to stderr; a crash leaves the
+live read models untouched and a re-run resumes (agentstream/shadow_backfill.py).
+
+In place (``--yes``), it deletes this stream's rows from the read models
+(sessions, messages, calls, events, daily usage) and the projector's stored
+positions in one transaction, then projects the events topic from its first
+retained offset up to its end (as of the start), printing progress, and stops.
+Use it after a projection bug fix, or to build the read models of a new
+database. The gateway's projector must not run meanwhile: a projector that is a
+member of the group refuses the backfill (exit 1), and without ``--yes`` nothing
+is deleted (it says what would be). Tenants, API keys and idempotency keys are
+not read models and are kept.
 """
 
 from __future__ import annotations
@@ -41,6 +47,13 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("--yes", action="store_true", help="really delete and rebuild")
+    parser.add_argument(
+        "--shadow", action="store_true",
+        help="rebuild beside the live read models, then swap (they keep serving)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drop-old", action="store_true", help="drop the rows the last --shadow swap replaced"
+    )
     parser.add_argument("--database-url", help="Postgres (AGENTSTREAM_DATABASE_URL)")
     parser.add_argument(
         "--timeout", type=float, default=3600.0, help="give up after this many seconds (3600)"
@@ -63,6 +76,29 @@ async def _projector_members(settings: KafkaSettings, group_id: str) -> int:
     return sum(len(group[5]) for group in groups if len(group) > 5)
 
 
+async def _shadow(args: argparse.Namespace, settings: KafkaSettings, database_url: str) -> int:
+    from agentstream.shadow_backfill import drop_old, shadow_backfill
+    from streams.catalogue import Catalogue
+
+    stream = Catalogue.from_settings(settings).events.name
+    if args.drop_old:
+        dropped = await drop_old(database_url, stream)
+        print(json.dumps({"dropped_old_copy": dropped, "stream": stream}))
+        return 0
+    result = await shadow_backfill(
+        settings, database_url, timeout_s=args.timeout,
+        progress=lambda line: print(line, file=sys.stderr),
+    )  # fmt: skip
+    print(
+        json.dumps(
+            {"swapped": result.swapped, "events_applied": result.events_applied,
+             "seconds": round(result.seconds, 3), "events_per_s": round(result.events_per_s),
+             "old_copy": result.old_copy, "stream": stream}
+        )
+    )  # fmt: skip
+    return 0
+
+
 async def _backfill(args: argparse.Namespace, settings: KafkaSettings) -> int:
     from projections.db import create_engine, raw_connection
     from projections.migrate import upgrade
@@ -74,6 +110,8 @@ async def _backfill(args: argparse.Namespace, settings: KafkaSettings) -> int:
 
     projection = ProjectionSettings.from_env()
     database_url = args.database_url or projection.database_url
+    if args.shadow or args.drop_old:
+        return await _shadow(args, settings, database_url)
     stream = Catalogue.from_settings(settings).events.name
     group_id = f"{settings.topic_prefix}.projector"
     members = await _projector_members(settings, group_id)

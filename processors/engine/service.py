@@ -50,6 +50,7 @@ from processors.settings import EngineSettings
 from schemas import Codec
 from streams.catalogue import Catalogue
 from streams.clients import new_consumer, new_group_consumer, new_producer
+from streams.offsets import MIRROR_METADATA, warn_foreign_offsets
 from streams.producer import type_headers
 from streams.settings import KafkaSettings
 from streams.tuning import producer_fenced, shorten_transaction_backoff
@@ -87,6 +88,8 @@ class SessionEngine:
         self.codec = codec or Codec()
         self.group_id = f"{kafka.topic_prefix}.engine"
         self._lag = metrics.LagGauge(self.group_id)
+        self._mirrored: set[TopicPartition] = set()
+        """Partitions whose group offset was compared before this process first mirrored it."""
         self.owned = Ownership(settings, self.catalogue.inbox.name, self._process)
         self.lanes = self.owned.lanes
         """The lanes of the partitions this engine owns (rebalances change it in place)."""
@@ -323,8 +326,15 @@ class SessionEngine:
         await self._lag.update(consumer, offsets)
         if consumer is None or not offsets or not self.owned.settled:
             return
+        first = {tp: o for tp, o in offsets.items() if tp not in self._mirrored}
+        if first:  # a reset made with Kafka's own tool is about to be overwritten: say so
+            await warn_foreign_offsets(
+                self.kafka, self.group_id, first, component="engine",
+                kept_in=self.catalogue.engine_progress.name,
+            )  # fmt: skip
+            self._mirrored.update(first)
         try:
-            await consumer.commit(offsets)
+            await consumer.commit({tp: (o, MIRROR_METADATA) for tp, o in offsets.items()})
         except Exception as error:  # a rebalance under way: the next round commits
             log.debug("advisory offset commit skipped: %s", error)
 
