@@ -97,41 +97,46 @@ class WindowReport:
 
 
 async def _shape(
-    settings: KafkaSettings, topic: str, partition: int, from_ms: int | None, codec: Codec
+    settings: KafkaSettings, topic: str, partitions: list[int], from_ms: int | None, codec: Codec
 ) -> tuple[ShapeAuditor, list[tuple[str, str]]]:
-    """The fast path: envelopes only; a record without one is decoded in full."""
+    """The fast path: envelopes only (a record without one is decoded in full), every
+    partition on one consumer, one after the other."""
     auditor = ShapeAuditor(whole_log=from_ms is None)
     undecodable: list[tuple[str, str]] = []
     envelope = EnvelopeReader(codec).read
     add = auditor.add
-    tp = TopicPartition(topic, partition)
+    tps = [TopicPartition(topic, p) for p in partitions]
     consumer = new_consumer(settings, **FETCH)
     await consumer.start()
     try:
-        consumer.assign([tp])
-        end = int((await consumer.end_offsets([tp]))[tp])
-        consumer.seek(tp, await _start(consumer, tp, from_ms, end))
-        while await consumer.position(tp) < end:
-            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=50_000)).get(tp, [])
-            for record in records:
-                offset = record.offset
-                if offset >= end:
-                    break
-                try:
-                    found = envelope(record.value)
-                    if found is None:
-                        name, event = codec.decode(record.value)
-                        call = event.get("call_id") if name in RESULT_EVENTS else None
-                        found = (name, str(event["event_id"]).encode(),
-                                 str(event["session_id"]).encode(), int(event["seq"]),
-                                 int(event["time_ms"]),
-                                 None if call is None else str(call).encode())  # fmt: skip
-                except (SchemaError, KeyError, ValueError, TypeError) as error:
-                    who = record.key.decode(errors="replace") if record.key else "?"
-                    undecodable.append((who, f"offset {offset}: undecodable: {error}"))
-                    continue
-                name, event_id, session_id, seq, _, call_id = found
-                add(offset, name, event_id, session_id, seq, call_id)
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.pause(*(other for other in tps if other != tp))
+            consumer.resume(tp)
+            end = int(ends[tp])
+            consumer.seek(tp, await _start(consumer, tp, from_ms, end))
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=50_000)
+                for record in batch.get(tp, []):
+                    offset = record.offset
+                    if offset >= end:
+                        break
+                    try:
+                        found = envelope(record.value)
+                        if found is None:
+                            name, event = codec.decode(record.value)
+                            call = event.get("call_id") if name in RESULT_EVENTS else None
+                            found = (name, str(event["event_id"]).encode(),
+                                     str(event["session_id"]).encode(), int(event["seq"]),
+                                     int(event["time_ms"]),
+                                     None if call is None else str(call).encode())  # fmt: skip
+                    except (SchemaError, KeyError, ValueError, TypeError) as error:
+                        who = record.key.decode(errors="replace") if record.key else "?"
+                        undecodable.append((who, f"offset {offset}: undecodable: {error}"))
+                        continue
+                    name, event_id, session_id, seq, _, call_id = found
+                    add(offset, name, event_id, session_id, seq, call_id)
     finally:
         await consumer.stop()
     return auditor, undecodable
@@ -156,15 +161,13 @@ async def audit_window(
     """Audit each partition's events from ``from_ms`` on (all of them without it):
     folded (``fold``, with ``snapshots`` compared) or by their shape only."""
     report = WindowReport()
-    codec = Codec()
+    codec = Codec()  # registers every schema: set-up, not per event
     started, cpu = time.perf_counter(), time.process_time()
-    for partition in partitions:
-        if not fold:
-            shape, undecodable = await _shape(settings, topic, partition, from_ms, codec)
-            report.events += shape.events
-            report.tails.update((t.session_id, t) for t in shape.sessions.values())
-            report.undecodable += undecodable
-            continue
+    if not fold:
+        shape, report.undecodable = await _shape(settings, topic, partitions, from_ms, codec)
+        report.events = shape.events
+        report.tails = {t.session_id: t for t in shape.sessions.values()}
+    for partition in partitions if fold else []:
         auditor = WindowAuditor((snapshots or {}).get(partition), whole_log=from_ms is None)
         add = auditor.add
         async for offset, name, event in read_events(
