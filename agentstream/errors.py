@@ -30,6 +30,8 @@ second base. Each class lives beside the code that raises it::
      ├── SnapshotError                 (ValueError) processors.core.snapshot: unreadable state bytes
      ├── ProgressError                 processors.engine.inbox_progress: a bad progress record
      ├── RecoveryError                 processors.engine.recovery: a partition cannot be rebuilt
+     ├── OffsetResetError              streams.offsets: a position move that is refused
+     ├── PointError                    (ValueError) agentstream.time_travel: a bad --at/--diff point
      ├── CursorError                   (ValueError) projections.cursors: a bad page cursor
      ├── DatabaseUrlError              (ValueError) projections.db: a Postgres URL we cannot use
      ├── PoisonEvent                   (ValueError) projections.fold: an event the projector refuses

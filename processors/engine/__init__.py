@@ -17,6 +17,8 @@ into one Kafka transaction each. The parts, from the outside in::
     watchdog        say what a rebalance callback waits for when it takes long
     health          what makes the engine unhealthy (the worker's /livez and /readyz)
     log_audit       fold a session's log and check the engine's invariants (replay CLI)
+    window_audit    audit a time window of the log by its envelopes (replay --from-datetime)
+    inbox_reset     what moving the engine's inbox position means (offsets reset)
 
 The decisions themselves are the pure core's (:mod:`processors.core`).
 """
