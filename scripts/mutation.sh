@@ -69,7 +69,8 @@ fi
 wall=$((SECONDS - began))
 # CPU seconds of mutmut and its test processes (the machine may be shared: wall time
 # alone says more about the neighbours than about the run).
-cpu=$(times | tail -n 1 | awk '{
+times >mutants/times.txt  # the builtin, in this shell: a $(...) subshell has no children
+cpu=$(tail -n 1 mutants/times.txt | awk '{
     split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 "$venv/bin/mutmut" export-cicd-stats >/dev/null
 

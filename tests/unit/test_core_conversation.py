@@ -15,7 +15,7 @@ from processors.core import SessionState, rebuild
 from processors.llm_types import ChatMessage, ToolCall, prompt_hash_of_records
 from tests.unit.test_core_kit import CATALOG, Script, Session, check_log
 
-SYSTEM = {
+SYSTEM: dict[str, Any] = {
     "role": "system",
     "content": CATALOG.agents["demo"].system,
     "tool_call_id": None,
@@ -26,14 +26,22 @@ SYSTEM = {
 
 def msg(role: str, content: str | None, **kw: Any) -> dict[str, Any]:
     """A message as the LLMCallWork record holds it."""
-    return {"role": role, "content": content, "tool_call_id": None, "name": None, "tool_calls": []} | kw
+    return {
+        "role": role,
+        "content": content,
+        "tool_call_id": None,
+        "name": None,
+        "tool_calls": [],
+    } | kw
 
 
 def call(call_id: str, name: str, arguments_json: str) -> dict[str, str]:
     return {"call_id": call_id, "name": name, "arguments_json": arguments_json}
 
 
-def started(agent: str = "demo", text: str = "hello", keep_open: bool = False) -> tuple[Session, Script]:
+def started(
+    agent: str = "demo", text: str = "hello", keep_open: bool = False
+) -> tuple[Session, Script]:
     session, script = Session(), Script()
     assert session.apply(script.start(agent, text, keep_open=keep_open)).rejection is None
     return session, script
@@ -74,7 +82,9 @@ def test_the_next_prompt_holds_the_tool_calls_and_every_result_in_order() -> Non
     requested = session.last("LLMCallRequested")
     assert requested["message_count"] == 4  # the prompt without the system message
     (work,) = session.decisions[-1].work
-    assert requested["prompt_hash"] == prompt_hash_of_records("sim", prompt(session), work.record[1]["tools"])
+    assert requested["prompt_hash"] == prompt_hash_of_records(
+        "sim", prompt(session), work.record[1]["tools"]
+    )
     assert rebuild(session.log) == session.state  # replay has the same conversation
     check_log(session.log, session.state)
 
@@ -98,7 +108,12 @@ def test_a_denied_or_disallowed_tool_is_a_result_the_model_reads() -> None:
     session.apply(script.llm_ok(call_of(session.now), content=None, tools=tools))
     session.apply(script.approval("w1", False))
     assert prompt(session)[-2:] == [
-        msg("tool", "error: tool shell is not allowed for agent gated", tool_call_id="x1", name="shell"),
+        msg(
+            "tool",
+            "error: tool shell is not allowed for agent gated",
+            tool_call_id="x1",
+            name="shell",
+        ),
         msg("tool", "error: denied", tool_call_id="w1", name="weather"),
     ]
     assert prompt(session)[-3]["content"] is None  # the model only asked for tools
@@ -109,7 +124,10 @@ def test_the_answer_is_recorded_once_as_the_assistant_message() -> None:
     session.apply(script.llm_ok(call_of(session.now), content="the answer"))
     assert session.last("LLMCallCompleted")["content"] is None
     added = session.last("AssistantMessageAdded")
-    assert (added["text"], added["llm_call_id"]) == ("the answer", session.last("LLMCallCompleted")["call_id"])
+    assert (added["text"], added["llm_call_id"]) == (
+        "the answer",
+        session.last("LLMCallCompleted")["call_id"],
+    )
     assert session.now.messages[-1] == ChatMessage("assistant", "the answer")
     assert session.now.output == "the answer"
 
@@ -133,11 +151,14 @@ def test_user_messages_wait_until_the_last_of_several_tool_calls_is_in() -> None
     assert [name for name, _ in first.events] == ["UserMessageAdded"] and first.work == ()
     session.apply(script.tool("t2", output="2"))
     session.apply(script.user("and that"))
-    assert session.now.deferred == (ChatMessage("user", "also this"), ChatMessage("user", "and that"))
+    assert session.now.deferred == (
+        ChatMessage("user", "also this"),
+        ChatMessage("user", "and that"),
+    )
     assert [m.role for m in session.now.messages] == ["user", "assistant", "tool", "tool"]
     assert session.now.pending_llm is None
     session.apply(script.tool("t3", output="3"))
-    assert session.now.deferred == ()
+    assert not session.now.deferred
     assert prompt(session)[2:] == [
         msg(
             "assistant",
@@ -189,7 +210,9 @@ def test_a_message_while_the_model_thinks_is_not_held_back() -> None:
 def test_tool_call_message_keeps_the_calls_the_model_asked_for() -> None:
     session, script = started()
     session.apply(
-        script.llm_ok(call_of(session.now), content="hm", tools=[("t1", "calculator", {"expression": "1"})])
+        script.llm_ok(
+            call_of(session.now), content="hm", tools=[("t1", "calculator", {"expression": "1"})]
+        )
     )
     assert session.now.messages[-1] == ChatMessage(
         "assistant", "hm", tool_calls=(ToolCall("t1", "calculator", '{"expression": "1"}'),)

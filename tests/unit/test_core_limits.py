@@ -103,7 +103,9 @@ def test_cost_budget_counts_every_call_of_the_session() -> None:
     tool_round(session, script, 1, cost_usd=0.25)
     tool_round(session, script, 2, cost_usd=0.125)
     decision = session.apply(
-        script.llm_ok(call_of(session.now), content=None, tools=[("t3", "calculator", {})], cost_usd=0.25)
+        script.llm_ok(
+            call_of(session.now), content=None, tools=[("t3", "calculator", {})], cost_usd=0.25
+        )
     )
     exceeded = session.last("BudgetExceeded")
     assert exceeded["cost_usd"] == pytest.approx(0.625)
@@ -114,10 +116,14 @@ def test_cost_budget_counts_every_call_of_the_session() -> None:
 
 def test_tokens_are_named_first_when_both_budgets_are_passed() -> None:
     session, script = started("both")
-    session.apply(script.llm_ok(call_of(session.now), input_tokens=101, output_tokens=0, cost_usd=0.75))
+    session.apply(
+        script.llm_ok(call_of(session.now), input_tokens=101, output_tokens=0, cost_usd=0.75)
+    )
     assert session.last("BudgetExceeded")["limit"] == "tokens>100"
     session, script = started("both")
-    session.apply(script.llm_ok(call_of(session.now), input_tokens=100, output_tokens=0, cost_usd=0.75))
+    session.apply(
+        script.llm_ok(call_of(session.now), input_tokens=100, output_tokens=0, cost_usd=0.75)
+    )
     assert session.last("BudgetExceeded")["limit"] == "cost_usd>0.5"
 
 

@@ -111,7 +111,9 @@ def test_without_causation_or_correlation_the_event_id_stands_in() -> None:
 def test_started_event_records_the_agents_timeouts_and_the_callers_labels() -> None:
     session, _ = started("gated", text="hi there")
     event = session.log[0][1]
-    assert {k: event[k] for k in event if k not in ("event_id", "correlation_id", "causation_id")} == {
+    assert {
+        k: event[k] for k in event if k not in ("event_id", "correlation_id", "causation_id")
+    } == {
         "session_id": "s-1",
         "tenant_id": "tenant-a",
         "time_ms": T0 + 1,
@@ -170,7 +172,9 @@ def test_rejections_name_the_session_and_the_reason() -> None:
         "command for session 's-2' given the state of s-1"
     )
     script.tenant_id = "intruder"
-    assert session.apply(script.user("hi")).rejection == "tenant 'intruder' does not own session s-1"
+    assert (
+        session.apply(script.user("hi")).rejection == "tenant 'intruder' does not own session s-1"
+    )
     script.tenant_id = "tenant-a"
     assert decide(None, *script.user("hi"), CATALOG).rejection == (
         "UserMessage for a session that does not exist"
@@ -188,7 +192,10 @@ def test_a_malformed_command_is_rejected_naming_the_problem() -> None:
     session, script = started()
     name, record = script.tool("t1")
     del record["call_id"]
-    assert session.apply((name, record)).rejection == "malformed ToolCallResult: missing field 'call_id'"
+    assert (
+        session.apply((name, record)).rejection
+        == "malformed ToolCallResult: missing field 'call_id'"
+    )
     name, record = script.llm_ok(call_of(session.now))
     record["input_tokens"] = "many"
     rejection = session.apply((name, record)).rejection or ""
@@ -200,11 +207,15 @@ def test_a_malformed_command_is_rejected_naming_the_problem() -> None:
 
 def test_a_model_result_is_recorded_as_the_pool_reported_it() -> None:
     session, script = started()
-    name, record = script.llm_ok(call_of(session.now), input_tokens=11, output_tokens=7, cost_usd=0.5)
+    name, record = script.llm_ok(
+        call_of(session.now), input_tokens=11, output_tokens=7, cost_usd=0.5
+    )
     record.update(model="gpt-x", cached_tokens=3, latency_s=1.25)
     session.apply((name, record))
     completed = session.last("LLMCallCompleted")
-    assert {k: completed[k] for k in ("model", "input_tokens", "output_tokens", "cached_tokens")} == {
+    assert {
+        k: completed[k] for k in ("model", "input_tokens", "output_tokens", "cached_tokens")
+    } == {
         "model": "gpt-x",
         "input_tokens": 11,
         "output_tokens": 7,
@@ -216,13 +227,19 @@ def test_a_model_result_is_recorded_as_the_pool_reported_it() -> None:
 
 def test_a_tool_result_is_recorded_as_the_runner_reported_it() -> None:
     session, script = started()
-    session.apply(script.llm_ok(call_of(session.now), tools=[("t1", "calculator", {}), ("t2", "weather", {})]))
+    session.apply(
+        script.llm_ok(call_of(session.now), tools=[("t1", "calculator", {}), ("t2", "weather", {})])
+    )
     name, record = script.tool("t1", output="42")
     record["latency_s"] = 0.75
     session.apply((name, record))
     assert session.log[-1] == ("ToolCallCompleted", session.log[-1][1])
     completed = session.log[-1][1]
-    assert (completed["tool"], completed["output"], completed["latency_s"]) == ("calculator", "42", 0.75)
+    assert (completed["tool"], completed["output"], completed["latency_s"]) == (
+        "calculator",
+        "42",
+        0.75,
+    )
     name, record = script.tool("t2", ok=False)
     record["error"] = None  # a runner that could not say why
     session.apply((name, record))
@@ -259,7 +276,8 @@ def test_a_denial_while_another_call_runs_leaves_the_session_running() -> None:
     session.apply(script.llm_ok(call_of(session.now), tools=tools))
     assert session.now.status == "waiting_for_approval"
     session.apply(script.approval("w1", False))
-    assert session.now.status == "running"
+    status: str = session.now.status
+    assert status == "running"
     assert [t.call_id for t in session.now.pending_tools] == ["c1"]
 
 
@@ -318,7 +336,7 @@ def test_commands_without_their_defaulted_fields_mean_the_defaults() -> None:
 def test_events_without_their_defaulted_fields_fold_to_the_same_state() -> None:
     for agent, keep_open in (("quick", True), ("demo", False)):
         session, script = started(agent, keep_open=keep_open)
-        tools = [("t1", "calculator", {})]
+        tools: list[tuple[str, str, dict[str, Any]]] = [("t1", "calculator", {})]
         usage = {"input_tokens": 0, "output_tokens": 0}
         session.apply(script.llm_ok(call_of(session.now), content=None, tools=tools, **usage))
         session.apply(script.tool("t1"))
@@ -326,7 +344,9 @@ def test_events_without_their_defaulted_fields_fold_to_the_same_state() -> None:
             session.apply(script.llm_ok(call_of(session.now), content="fine", cost_usd=0.5))
         session.apply(script.cancel(None))
         stripped = [(name, _without_defaults(name, event)) for name, event in session.log]
-        assert sum(len(e) - len(s) for (_, s), (_, e) in zip(stripped, session.log, strict=True)) >= 8
+        assert (
+            sum(len(e) - len(s) for (_, s), (_, e) in zip(stripped, session.log, strict=True)) >= 8
+        )
         assert rebuild(stripped) == rebuild(session.log) == session.state
 
 
@@ -371,7 +391,11 @@ def test_the_ids_of_a_session_are_the_same_in_every_release() -> None:
 
 def test_tool_call_ids_the_model_repeats_are_replaced_by_derived_ones() -> None:
     session, script = started()
-    tools = [("", "calculator", {}), ("call_0", "calculator", {}), ("call_0", "weather", {})]
+    tools: list[tuple[str, str, dict[str, Any]]] = [
+        ("", "calculator", {}),
+        ("call_0", "calculator", {}),
+        ("call_0", "weather", {}),
+    ]
     name, record = script.llm_ok(call_of(session.now), tools=tools)
     session.apply((name, record))
     ids = [t.call_id for t in session.now.pending_tools]
@@ -380,7 +404,9 @@ def test_tool_call_ids_the_model_repeats_are_replaced_by_derived_ones() -> None:
         "call_0",
         derive_id("s-1", record["event_id"], "tool", 2),
     ]
-    assert [c["arguments_json"] for c in session.last("LLMCallCompleted")["tool_calls"]] == ["{}"] * 3
+    assert [c["arguments_json"] for c in session.last("LLMCallCompleted")["tool_calls"]] == [
+        "{}"
+    ] * 3
 
 
 def test_a_tool_call_without_arguments_gets_an_empty_object() -> None:
@@ -403,7 +429,9 @@ def test_each_work_item_is_caused_by_the_event_that_implies_it() -> None:
     session, script = started()
     tools = [("t1", "calculator", {"expression": "1"}), ("t2", "weather", {"city": "Oslo"})]
     decision = session.apply(script.llm_ok(call_of(session.now), tools=tools))
-    requested = {e["call_id"]: e["event_id"] for n, e in decision.events if n == "ToolCallRequested"}
+    requested = {
+        e["call_id"]: e["event_id"] for n, e in decision.events if n == "ToolCallRequested"
+    }
     assert [(w.kind, w.record[0]) for w in decision.work] == [("tool", "ToolCallWork")] * 2
     assert {w.record[1]["call_id"]: w.record[1]["causation_id"] for w in decision.work} == requested
     decision = session.apply(script.tool("t1"))

@@ -70,7 +70,7 @@ def test_the_in_place_fold_from_a_snapshot_leaves_the_snapshot_alone() -> None:
 
 def test_the_in_place_fold_refuses_what_evolve_refuses() -> None:
     log = a_session().log
-    with pytest.raises(EventOrderError, match="^UserMessageAdded before SessionStarted$"):
+    with pytest.raises(EventOrderError, match=r"^UserMessageAdded before SessionStarted$"):
         evolve_private(None, *log[1])
     state = evolve_private(None, *log[0])
     with pytest.raises(EventOrderError):
@@ -95,7 +95,7 @@ def test_an_event_that_cannot_follow_the_start_is_refused() -> None:
     with pytest.raises(EventOrderError) as second_start:
         evolve(state, "SessionStarted", {**log[0][1], "seq": 2})
     assert str(second_start.value) == "session s-1: SessionStarted cannot follow SessionStarted"
-    with pytest.raises(EventOrderError, match="^LLMCallRequested before SessionStarted$"):
+    with pytest.raises(EventOrderError, match=r"^LLMCallRequested before SessionStarted$"):
         evolve(None, *log[2])
 
 

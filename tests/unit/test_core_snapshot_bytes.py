@@ -13,7 +13,14 @@ from dataclasses import replace
 
 import pytest
 
-from processors.core import PendingLLM, PendingTool, SessionState, SnapshotError, decode_state, encode_state
+from processors.core import (
+    PendingLLM,
+    PendingTool,
+    SessionState,
+    SnapshotError,
+    decode_state,
+    encode_state,
+)
 from processors.core.snapshot import COMPRESS_OVER
 from processors.llm_types import ChatMessage, ToolCall
 
@@ -35,7 +42,9 @@ STATE = SessionState(
     llm_steps=2,
     turn_steps=1,
     pending_llm=PendingLLM("llm-2", 2, 1_700_000_120_000, 4),
-    pending_tools=(PendingTool("t2", "weather", "{}", "llm-1", "awaiting_approval", 1_700_000_030_000),),
+    pending_tools=(
+        PendingTool("t2", "weather", "{}", "llm-1", "awaiting_approval", 1_700_000_030_000),
+    ),
     finished_calls=frozenset({"t1", "llm-1"}),
     tokens_used=150,
     cost_usd=0.25,

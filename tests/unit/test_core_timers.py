@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from processors.agents import AgentCatalog
-from processors.core import Timer, timer_command, timers_of
+from processors.core import Timer, derive_id, timer_command, timers_of
 from tests.unit.test_core_kit import CATALOG, CODEC, Script, Session
 
 
@@ -162,22 +162,21 @@ def test_timer_command_ids_repeat_for_the_same_timer_and_differ_otherwise() -> N
     session, script = started("quick", keep_open=True)
     session.apply(script.llm_ok(pending_llm(session), content="first"))
     (first,) = timers_of(session.now)
-    again = timer_command(session.now, first, first.deadline_ms + 99)
-    assert timer_command(session.now, first, first.deadline_ms)[1]["event_id"] == (
-        again[1]["event_id"]
-    )
+    fired = timer_command(session.now, first, first.deadline_ms)[1]["event_id"]
+    late = timer_command(session.now, first, first.deadline_ms + 99)[1]["event_id"]
+    assert late == fired  # fired again after a crash: the same command
+    # ... in every release too (a timer fired before an upgrade may be redelivered after it).
+    assert fired == derive_id("s-1", "timer", "idle_timeout:s-1", first.deadline_ms)
     session.apply(script.user("more"))
     session.apply(script.llm_ok(pending_llm(session), content="second"))
     (later,) = timers_of(session.now)
     assert later.timer_id == first.timer_id and later.deadline_ms > first.deadline_ms
     # A new deadline is a new command: the runtime must not take it for the old one.
-    assert timer_command(session.now, later, later.deadline_ms)[1]["event_id"] != (
-        again[1]["event_id"]
-    )
+    assert timer_command(session.now, later, later.deadline_ms)[1]["event_id"] != fired
     other = Script(session_id="s-2")
     twin = Session()
     twin.apply(other.start("quick", keep_open=True))
     twin.apply(other.llm_ok(pending_llm(twin), content="first"))
     (twin_timer,) = timers_of(twin.now)
     assert twin_timer.deadline_ms == first.deadline_ms
-    assert timer_command(twin.now, twin_timer, 0)[1]["event_id"] != again[1]["event_id"]
+    assert timer_command(twin.now, twin_timer, 0)[1]["event_id"] != fired
