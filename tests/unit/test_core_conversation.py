@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from processors.agents.model_types import ChatMessage, ToolCall, prompt_hash_of_records
 from processors.core import SessionState, rebuild
-from processors.llm_types import ChatMessage, ToolCall, prompt_hash_of_records
 from tests.unit.test_core_kit import CATALOG, Script, Session, check_log
 
 SYSTEM: dict[str, Any] = {

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from processors.agents import AgentCatalog, Budget
+from processors.agents.catalog import AgentCatalog, Budget
 from processors.core import SessionState
 from tests.unit.test_core_kit import CATALOG, Script, Session, check_log
 

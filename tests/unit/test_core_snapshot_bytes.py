@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+from processors.agents.model_types import ChatMessage, ToolCall
 from processors.core import (
     PendingLLM,
     PendingTool,
@@ -22,7 +23,6 @@ from processors.core import (
     encode_state,
 )
 from processors.core.snapshot import COMPRESS_OVER
-from processors.llm_types import ChatMessage, ToolCall
 
 STATE = SessionState(
     session_id="s-1",

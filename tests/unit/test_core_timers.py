@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from processors.agents import AgentCatalog
+from processors.agents.catalog import AgentCatalog
 from processors.core import Timer, derive_id, timer_command, timers_of
 from tests.unit.test_core_kit import CATALOG, CODEC, Script, Session
 
