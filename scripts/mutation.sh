@@ -5,7 +5,7 @@
 # read them). Prints the score and every surviving mutant; exits 1 below the bar.
 #
 #   scripts/mutation.sh                  # a fresh run over every mutant
-#   scripts/mutation.sh 'processors.core.timers*'   # re-test only these, keep the rest
+#   scripts/mutation.sh 'processors.core.timers*'   # after a full run: re-test only these
 #
 # Settings: MUTATION_JOBS (parallel mutants, default: the number of cores),
 # MUTATION_NICE (niceness, default 10: other work on the machine keeps its CPU),
