@@ -206,35 +206,59 @@ def _assistant_message(s: SessionState, e: Mapping[str, Any]) -> Changes:
     }
 
 
-def _ended(status: Status) -> Callable[[SessionState, Mapping[str, Any]], Changes]:
-    def apply(s: SessionState, e: Mapping[str, Any]) -> Changes:
-        return {
-            "status": status,
-            "end_reason": e.get("reason") or status,
-            "output": e.get("output", s.output) if status == "completed" else s.output,
-            "pending_llm": None,
-            "pending_tools": (),
-            "deferred": (),
-        }
-
-    return apply
+def _ended(s: SessionState, e: Mapping[str, Any], status: Status) -> Changes:
+    return {
+        "status": status,
+        "end_reason": e.get("reason") or status,
+        "output": s.output,
+        "pending_llm": None,
+        "pending_tools": (),
+        "deferred": (),
+    }
 
 
+def _session_completed(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    # The event names the output the session ends with (for an idle timeout, the last answer).
+    return {**_ended(s, e, "completed"), "output": e.get("output", s.output)}
+
+
+def _session_failed(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return _ended(s, e, "failed")
+
+
+def _session_cancelled(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return _ended(s, e, "cancelled")
+
+
+def _tool_completed(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return _without_tool(s, e, e["output"])
+
+
+def _tool_failed(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return _without_tool(s, e, f"error: {e['error']}")
+
+
+def _budget_exceeded(s: SessionState, e: Mapping[str, Any]) -> Changes:
+    return {}  # SessionFailed follows; the usage is already in the state.
+
+
+# Named functions rather than lambdas or handlers built by a factory at import: each
+# rule then reads on its own, and mutation testing can switch every one of them.
 _HANDLERS: dict[str, Callable[[SessionState, Mapping[str, Any]], Changes]] = {
     "UserMessageAdded": _user_message,
     "LLMCallRequested": _llm_requested,
     "LLMCallCompleted": _llm_completed,
     "LLMCallFailed": _llm_failed,
     "ToolCallRequested": _tool_requested,
-    "ToolCallCompleted": lambda s, e: _without_tool(s, e, e["output"]),
-    "ToolCallFailed": lambda s, e: _without_tool(s, e, f"error: {e['error']}"),
+    "ToolCallCompleted": _tool_completed,
+    "ToolCallFailed": _tool_failed,
     "ApprovalRequested": _approval_requested,
     "ApprovalResolved": _approval_resolved,
     "AssistantMessageAdded": _assistant_message,
-    "BudgetExceeded": lambda s, e: {},
-    "SessionCompleted": _ended("completed"),
-    "SessionFailed": _ended("failed"),
-    "SessionCancelled": _ended("cancelled"),
+    "BudgetExceeded": _budget_exceeded,
+    "SessionCompleted": _session_completed,
+    "SessionFailed": _session_failed,
+    "SessionCancelled": _session_cancelled,
 }
 
 

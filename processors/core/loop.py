@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from processors.agents.model_types import ChatMessage, ToolCall, prompt_hash_of_records
 from processors.core.evolve import evolve
@@ -119,12 +119,14 @@ class Step:
         self.events.append((name, event))
         return event
 
-    def emit_work(self, kind: str, name: str, cause: dict[str, Any], **fields: Any) -> None:
+    def emit_work(
+        self, kind: Literal["llm", "tool"], name: str, cause: dict[str, Any], **fields: Any
+    ) -> None:
         """Add a work item caused by event ``cause`` (its causation id is that event's id)."""
         work_id = derive_id(self.current.session_id, self.command_id, "work", fields["call_id"])
         record = self._envelope(work_id, cause["event_id"])
         record.update(fields)
-        self.work.append(WorkItem("llm" if kind == "llm" else "tool", (name, record)))
+        self.work.append(WorkItem(kind, (name, record)))
 
     # -- the loop's moves ---------------------------------------------------------
 
