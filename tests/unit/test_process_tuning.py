@@ -39,10 +39,14 @@ def test_collections_are_timed_by_generation() -> None:
     try:
         tune_gc(before)  # same thresholds; installs the pause timer (once)
         tune_gc(before)
+        # No automatic collection in between: reading the registry allocates enough to
+        # start one, which would be a second (correctly timed) gen-2 pause.
+        gc.disable()
         counted = _sample("agentstream_gc_pause_seconds_count", {"generation": "2"})
         gc.collect()
         assert _sample("agentstream_gc_pause_seconds_count", {"generation": "2"}) == counted + 1
     finally:
+        gc.enable()
         gc.set_threshold(*before)
 
 
